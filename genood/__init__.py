@@ -1,0 +1,2 @@
+"""genood: generative / density-based OOD detection."""
+__version__ = "0.1.0"

@@ -1,0 +1,77 @@
+"""The contract between a genood model and the evaluator.
+
+A :class:`GenerativeModel` is a LightningModule that
+
+* trains with :meth:`loss` (a scalar; non-finite losses stop training with a message naming the step),
+* computes its per-sample OOD quantities in :meth:`score_outputs` (a dict of ``[B, ...]`` tensors; see
+  :mod:`genood.scoring.base`), called under ``torch.inference_mode`` by the test loop,
+* lists the scorers that apply to it in :meth:`scorers` (names unique, higher = more OOD).
+
+The evaluator (:mod:`genood.evaluation`) only calls these three; it never looks inside a model.
+``input_shape`` is linked from the datamodule by the CLI, so configs never repeat it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+import lightning as L
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss is NaN or infinite."""
+
+
+class GenerativeModel(L.LightningModule):
+    def __init__(self, input_shape: Optional[Sequence[int]] = None, lr: float = 1e-3):
+        super().__init__()
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.lr = lr
+
+    # ---- what subclasses implement -------------------------------------------------------------
+    def loss(self, batch: dict) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def scorers(self) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ---- Lightning plumbing shared by every model ----------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{type(self).__name__}: training loss is {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped. Checkpoints saved before "
+                "this step are intact. Lower the learning rate or check the inputs.")
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["x"].shape[0])
+        return loss
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        return self.score_outputs(batch["x"])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+    # Resuming from last.ckpt must continue exactly as an uninterrupted run: keep the RNG streams.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["genood_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                                    "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("genood_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])

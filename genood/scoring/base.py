@@ -1,0 +1,75 @@
+"""The scorer contract (design.md): one float per sample, **higher = more OOD**.
+
+A trained model computes its per-sample quantities once per batch in ``model.score_outputs(x)``, a dict
+of tensors whose first dimension is the batch (e.g. ``{"log_prob": [B]}`` for a flow,
+``{"elbo": [B], "elbo_gt1": [B], ...}`` for an HVAE, ``{"features": [B, D]}`` for DTE). Every scorer reads
+only the keys it ``requires`` from that dict, so one pass over the data feeds every scorer.
+
+Scorers that need in-distribution statistics (typicality's entropy, a kNN bank, a GMM) implement
+:meth:`Scorer.fit`, which receives the same kind of dict computed on the ID fit split (gathered over
+all DDP ranks, duplicates dropped, in dataset order). :meth:`Scorer.score` is vectorised over any number
+of rows: the evaluator calls it on gathered outputs.
+
+``batch_outputs`` lets a scorer compute extra per-sample quantities from the raw batch while the model
+pass runs (e.g. a compressor's code length for input complexity); they are merged into the outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import torch
+
+Outputs = Mapping[str, torch.Tensor]
+
+
+class Scorer:
+    """Base class. Subclasses set ``name`` (unique within a run) and ``requires`` (output keys)."""
+
+    name: str = "scorer"
+    requires: tuple[str, ...] = ()
+    needs_fit: bool = False
+
+    def applies_to(self, available: set[str]) -> bool:
+        """Whether the keys a model provides cover what this scorer needs."""
+        return set(self.requires) <= set(available)
+
+    def batch_outputs(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Extra per-sample tensors computed from the raw batch (default: none)."""
+        return {}
+
+    def fit(self, outputs: Outputs) -> None:
+        """Fit ID statistics on the fit split's outputs (only called when ``needs_fit``)."""
+
+    def score(self, outputs: Outputs) -> torch.Tensor:  # pragma: no cover - abstract
+        """Return a float tensor ``[N]``, higher = more OOD."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def check_scores(name: str, scores: torch.Tensor, n: int, set_name: Optional[str] = None) -> torch.Tensor:
+    """Validate a scorer's output: shape ``[n]``, finite. Raises a ValueError naming the scorer."""
+    where = f" on {set_name!r}" if set_name else ""
+    if scores.ndim != 1 or scores.shape[0] != n:
+        raise ValueError(f"scorer {name!r}{where} returned shape {tuple(scores.shape)}, expected ({n},)")
+    bad = ~torch.isfinite(scores)
+    if bad.any():
+        raise ValueError(f"scorer {name!r}{where} returned {int(bad.sum())} non-finite scores (NaN/inf) out of {n}; "
+                         "check the model's outputs (a diverged model or an input outside its support)")
+    return scores
+
+
+def select_scorers(available: list[Scorer], names: Optional[list[str]]) -> list[Scorer]:
+    """Pick scorers by name (None = all). Unknown names raise a ValueError listing the valid ones."""
+    by_name = {s.name: s for s in available}
+    if len(by_name) != len(available):
+        dup = sorted({s.name for s in available if sum(t.name == s.name for t in available) > 1})
+        raise ValueError(f"duplicate scorer names: {dup}")
+    if names is None:
+        return list(available)
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown scorer(s) {unknown}; this model provides: {sorted(by_name)}")
+    return [by_name[n] for n in names]
