@@ -28,17 +28,29 @@ ID_GROUP = "id"
 OOD_GROUPS = ("near", "far")
 
 
+BINARIZE_MODES = ("none", "dynamic", "static")
+
+
 class IndexedDataset(Dataset):
     """Wraps ``(x, y)`` data so each item is ``{"x", "y", "index"}``.
 
     ``data`` is either a tensor of inputs (with ``labels`` beside it) or any map-style dataset returning
     ``(x, y)``. ``transform`` maps ``x`` (a tensor, or whatever the dataset yields) to a float tensor.
+
+    ``binarize`` (inputs in [0, 1]): ``"dynamic"`` draws x ~ Bernoulli(intensity) afresh at every access
+    (training, as HVAE's recipe); ``"static"`` draws once per sample from a generator seeded by
+    ``(binarize_seed, index)``, so evaluation is deterministic and identical on every DDP rank.
     """
 
-    def __init__(self, data, labels: Optional[torch.Tensor] = None, transform: Optional[Callable] = None):
+    def __init__(self, data, labels: Optional[torch.Tensor] = None, transform: Optional[Callable] = None,
+                 binarize: str = "none", binarize_seed: int = 0):
+        if binarize not in BINARIZE_MODES:
+            raise ValueError(f"binarize must be one of {BINARIZE_MODES}, got {binarize!r}")
         self.data = data
         self.labels = labels
         self.transform = transform
+        self.binarize = binarize
+        self.binarize_seed = binarize_seed
 
     def __len__(self) -> int:
         return len(self.data)
@@ -51,6 +63,11 @@ class IndexedDataset(Dataset):
             x, y = self.data[index]
         if self.transform is not None:
             x = self.transform(x)
+        if self.binarize == "dynamic":
+            x = torch.bernoulli(x)
+        elif self.binarize == "static":
+            g = torch.Generator().manual_seed(self.binarize_seed * 1_000_003 + index)
+            x = torch.bernoulli(x, generator=g)
         return {"x": x, "y": int(y), "index": index}
 
 
