@@ -1,0 +1,25 @@
+"""The ``evaluation:`` section of a config (maps 1:1 onto this constructor)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class EvaluationConfig:
+    """How a trained model is evaluated.
+
+    Args:
+        scorers: names of the scorers to run (None = every scorer the model provides). Unknown names fail
+            with the list of valid ones.
+        plots: write score histograms and ROC curves to ``<run>/plots``.
+        print_table: print the results table on the console.
+        background_ckpt: a checkpoint of a background model (Ren et al. 2019, trained on perturbed inputs)
+            that adds the ``likelihood_ratio`` scorer to models exposing ``log_prob``.
+    """
+
+    def __init__(self, scorers: Optional[list[str]] = None, plots: bool = True, print_table: bool = True,
+                 background_ckpt: Optional[str] = None):
+        self.scorers = scorers
+        self.plots = plots
+        self.print_table = print_table
+        self.background_ckpt = background_ckpt

@@ -1,0 +1,67 @@
+"""The run folder's result files (design.md, "contract: run folder") and the console table.
+
+``results.json`` (list of rows: scorer, ood_set, group, n_id, n_ood and the six metrics), ``results.csv``,
+``results.md``, ``scores.npz`` (per-sample scores, dataset indices and labels for every scorer and set).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .metrics import METRIC_NAMES
+from .results import SetOutputs
+
+COLUMNS = ("scorer", "ood_set", "group", "n_id", "n_ood", *METRIC_NAMES)
+
+
+def write_results(run_dir: Path, rows: list[dict], scores: dict[str, dict[str, np.ndarray]],
+                  sets: Sequence[SetOutputs]) -> None:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "results.json").write_text(json.dumps(rows, indent=2))
+    with open(run_dir / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    (run_dir / "results.md").write_text(markdown_table(rows))
+    arrays = {}
+    for es in sets:
+        arrays[f"index/{es.name}"] = es.index.cpu().numpy()
+        arrays[f"label/{es.name}"] = es.labels.cpu().numpy()
+        arrays[f"is_ood/{es.name}"] = np.full(len(es.index), es.group != "id")
+        for scorer, by_set in scores.items():
+            arrays[f"score/{scorer}/{es.name}"] = by_set[es.name]
+    np.savez(run_dir / "scores.npz", **arrays)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n\nAUROC, AUPR-In/Out: higher is better; FPR95, FPR80, AUTC: lower is better.\n"
+
+
+def print_table(rows: list[dict], title: str = "OOD detection results") -> None:
+    """A rich table on the console (plain text when stdout is not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in COLUMNS:
+        table.add_column(c, justify="left" if c in ("scorer", "ood_set", "group") else "right")
+    previous = None
+    for r in rows:
+        if previous is not None and r["scorer"] != previous:
+            table.add_section()
+        previous = r["scorer"]
+        style = "bold" if r["ood_set"].startswith("mean_") else None
+        table.add_row(*(_fmt(r[c]) for c in COLUMNS), style=style)
+    Console(width=max(120, Console().width)).print(table)

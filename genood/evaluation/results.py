@@ -1,0 +1,67 @@
+"""From gathered model outputs to per-sample scores and metric rows (no I/O, no Lightning).
+
+``score_sets`` fits the scorers that need ID statistics on the fit split's outputs, then scores the ID
+test split and every OOD set. ``metric_rows`` turns those scores into one row per (scorer, OOD set) with
+the six metrics, plus near/far/all mean rows per scorer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..scoring.base import Scorer, check_scores
+from .metrics import METRIC_NAMES, ood_metrics
+
+
+@dataclass
+class SetOutputs:
+    """One evaluation set's gathered outputs: name, group ("id", "near", "far"), per-sample rows."""
+
+    name: str
+    group: str
+    index: torch.Tensor
+    labels: torch.Tensor
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def score_sets(scorers: Sequence[Scorer], fit: Optional[SetOutputs], sets: Sequence[SetOutputs]) -> dict[str, dict[str, np.ndarray]]:
+    """``{scorer: {set: scores [N] as float64 numpy}}``; fitted scorers are fitted on ``fit`` first."""
+    for s in scorers:
+        if s.needs_fit:
+            if fit is None:
+                raise RuntimeError(f"scorer {s.name!r} needs ID fit statistics but no fit split was collected")
+            s.fit(fit.outputs)
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    for s in scorers:
+        scores[s.name] = {}
+        for es in sets:
+            out = check_scores(s.name, s.score(es.outputs).reshape(-1), len(es.index), es.name)
+            scores[s.name][es.name] = out.detach().double().cpu().numpy()
+    return scores
+
+
+def metric_rows(scores: dict[str, dict[str, np.ndarray]], sets: Sequence[SetOutputs]) -> list[dict]:
+    """One row per (scorer, OOD set) with the metrics, then mean rows over near, far and all OOD sets."""
+    id_set = sets[0]
+    rows: list[dict] = []
+    for scorer, by_set in scores.items():
+        s_id = by_set[id_set.name]
+        per_set = []
+        for es in sets[1:]:
+            m = ood_metrics(s_id, by_set[es.name])
+            row = {"scorer": scorer, "ood_set": es.name, "group": es.group, "n_id": int(len(s_id)),
+                   "n_ood": int(len(by_set[es.name])), **{k: float(m[k]) for k in METRIC_NAMES}}
+            per_set.append(row)
+        rows.extend(per_set)
+        for group in ("near", "far", "all"):
+            members = [r for r in per_set if group == "all" or r["group"] == group]
+            if not members or (group == "all" and len({r["group"] for r in per_set}) < 2):
+                continue
+            rows.append({"scorer": scorer, "ood_set": f"mean_{group}", "group": group, "n_id": int(len(s_id)),
+                         "n_ood": int(sum(r["n_ood"] for r in members)),
+                         **{k: float(np.mean([r[k] for r in members])) for k in METRIC_NAMES}})
+    return rows

@@ -1,0 +1,45 @@
+"""Run folders: ``<output_root>/<experiment>/version_<N>``, never reused (design.md, "contract: run folder").
+
+The folder is claimed once by the launching process and handed to DDP worker processes through the
+``GENOOD_RUN_DIR`` environment variable (Lightning's launcher copies the environment), so every rank writes
+to the same folder. Under torchrun/SLURM, where ranks start independently, pass ``--run_dir`` explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+ENV_VAR = "GENOOD_RUN_DIR"
+
+
+def claim_run_dir(output_root: str, experiment: str, explicit: Optional[str] = None) -> Path:
+    """Create and return a fresh run folder (or the one a parent process already claimed)."""
+    if explicit:
+        path = Path(explicit)
+        if path.exists() and any(path.iterdir()) and os.environ.get(ENV_VAR) != str(path):
+            if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0:
+                raise FileExistsError(f"run folder {path} already holds files; genood never overwrites a run. "
+                                      "Choose another --run_dir or leave it unset for a new version folder.")
+        path.mkdir(parents=True, exist_ok=True)
+    elif os.environ.get(ENV_VAR):
+        path = Path(os.environ[ENV_VAR])
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        if not re.fullmatch(r"[\w.\-/]+", experiment):
+            raise ValueError(f"experiment name {experiment!r} may only hold letters, digits, '_', '-', '.', '/'")
+        base = Path(output_root) / experiment
+        base.mkdir(parents=True, exist_ok=True)
+        taken = [int(m.group(1)) for p in base.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
+        n = max(taken, default=-1) + 1
+        while True:
+            path = base / f"version_{n}"
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:  # another run claimed it first
+                n += 1
+    os.environ[ENV_VAR] = str(path)
+    return path
