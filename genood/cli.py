@@ -65,6 +65,14 @@ class GenoodCLI(LightningCLI):
         parser.add_class_arguments(EvaluationConfig, "evaluation")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except SystemExit as e:
+            if e.code not in (0, None):
+                sys.stderr.write(known_classes_hint())
+            raise
+
     def before_instantiate_classes(self) -> None:
         self.run_dir = claim_run_dir(self.config.output_root, self.config.experiment, self.config.run_dir)
         self.config.trainer.default_root_dir = str(self.run_dir)
@@ -82,6 +90,32 @@ class GenoodCLI(LightningCLI):
         if self.trainer.global_rank == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0:
             self.parser.save(self.config, str(self.run_dir / "config.yaml"), skip_none=False, overwrite=False,
                              skip_check=True)
+
+
+MODEL_PACKAGES = ("genood.models.baseline", "genood.models.hvae", "genood.models.dte")
+DATA_MODULES = ("genood.data.digits", "genood.data.vision", "genood.data.tabular")
+
+
+def _subclasses(cls) -> list[str]:
+    out = []
+    for sub in cls.__subclasses__():
+        if sub.__module__.startswith("genood."):
+            out.append(f"{sub.__module__.rsplit('.', 1)[0] if sub.__module__.endswith(('_model', 'lightning_model')) else sub.__module__}.{sub.__name__}")
+        out += _subclasses(sub)
+    return sorted(set(out))
+
+
+def known_classes_hint() -> str:
+    """The genood models and datamodules a config's ``class_path`` may name."""
+    import importlib
+
+    for name in (*MODEL_PACKAGES, *DATA_MODULES):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    return ("\ngenood models (model.class_path): " + ", ".join(_subclasses(GenerativeModel)) +
+            "\ngenood datamodules (data.class_path): " + ", ".join(_subclasses(OODDataModule)) + "\n")
 
 
 def build_scorers(model: GenerativeModel, evaluation: EvaluationConfig) -> list:

@@ -96,9 +96,10 @@ def _log_results(trainer: Trainer, rows: list[dict], plot_paths: list[Path]) -> 
             from .report import COLUMNS
 
             logger.log_table(key="ood/results", columns=list(COLUMNS), data=[[r[c] for c in COLUMNS] for r in rows])
-            if plot_paths:
-                logger.log_image(key="ood/plots", images=[str(p) for p in plot_paths],
-                                 caption=[p.stem for p in plot_paths])
+            for kind in ("hist", "roc"):  # one key per figure size
+                paths = [p for p in plot_paths if p.stem.startswith(kind + "_")]
+                if paths:
+                    logger.log_image(key=f"ood/{kind}", images=[str(p) for p in paths], caption=[p.stem for p in paths])
         logger.save()
 
 
