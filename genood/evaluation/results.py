@@ -59,8 +59,8 @@ def metric_rows(scores: dict[str, dict[str, np.ndarray]], sets: Sequence[SetOutp
         rows.extend(per_set)
         for group in ("near", "far", "all"):
             members = [r for r in per_set if group == "all" or r["group"] == group]
-            if not members or (group == "all" and len({r["group"] for r in per_set}) < 2):
-                continue
+            if len(members) < 2 or (group == "all" and len({r["group"] for r in per_set}) < 2):
+                continue  # a mean over one set, or "all" equal to a single group's mean, says nothing new
             rows.append({"scorer": scorer, "ood_set": f"mean_{group}", "group": group, "n_id": int(len(s_id)),
                          "n_ood": int(sum(r["n_ood"] for r in members)),
                          **{k: float(np.mean([r[k] for r in members])) for k in METRIC_NAMES}})

@@ -66,12 +66,17 @@ class GenerativeModel(L.LightningModule):
 
     # Resuming from last.ckpt must continue exactly as an uninterrupted run: keep the RNG streams.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["genood_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        # plain tensors and numbers only, so Lightning's weights_only=True loading accepts the checkpoint
+        checkpoint["genood_rng"] = {"torch": torch.get_rng_state(),
+                                    "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                              int(has_gauss), float(cached)),
                                     "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rng = checkpoint.get("genood_rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
+            kind, keys, pos, has_gauss, cached = rng["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             random.setstate(rng["python"])

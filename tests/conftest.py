@@ -1,0 +1,33 @@
+"""Shared fixtures: a small PPCA run on the embedded digits, trained once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("WANDB_MODE", "disabled")  # tests never talk to W&B unless they opt in
+
+
+def quick_args(output_root, *extra: str, epochs: int = 3) -> list[str]:
+    """CLI arguments for a fast run of the baseline config into ``output_root``."""
+    return ["--config", str(REPO / "configs/baseline/digits.yaml"), f"--output_root={output_root}",
+            f"--trainer.max_epochs={epochs}", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu", "--evaluation.print_table=false",
+            *extra]
+
+
+def run_folders(root: Path, experiment: str = "ppca_digits") -> list[Path]:
+    return sorted((Path(root) / experiment).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+@pytest.fixture(scope="session")
+def ppca_run(tmp_path_factory):
+    """(output_root, run folder, rows) of one quick baseline run."""
+    from genood.train import main
+
+    root = tmp_path_factory.mktemp("runs")
+    rows = main(quick_args(root))
+    return root, run_folders(root)[-1], rows

@@ -1,0 +1,132 @@
+"""python -m genood.train: the run folder contract, repeatability, resuming, and errors on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import quick_args, run_folders
+from genood.evaluation.metrics import METRIC_NAMES
+
+
+def test_run_folder_holds_every_result_file(ppca_run):
+    root, run, rows = ppca_run
+    for name in ("config.yaml", "last.ckpt", "best.ckpt", "results.json", "results.csv", "results.md", "scores.npz"):
+        assert (run / name).is_file(), name
+    saved = json.loads((run / "results.json").read_text())
+    assert saved == rows
+    scorers = {r["scorer"] for r in rows}
+    assert {"nll", "bpd", "typicality", "complexity"} <= scorers
+    sets = {r["ood_set"] for r in rows if not r["ood_set"].startswith("mean_")}
+    assert sets == {"heldout", "flipped", "inverted", "natural_patches", "uniform_noise", "gaussian_noise",
+                    "constant", "blank"}
+    for r in rows:
+        assert set(r) == {"scorer", "ood_set", "group", "n_id", "n_ood", *METRIC_NAMES}
+        assert 0.0 <= r["auroc"] <= 1.0
+    # near/far means are the means of their member rows
+    nll = [r for r in rows if r["scorer"] == "nll"]
+    far = [r["auroc"] for r in nll if r["group"] == "far" and not r["ood_set"].startswith("mean_")]
+    assert next(r for r in nll if r["ood_set"] == "mean_far")["auroc"] == pytest.approx(np.mean(far))
+    # uniform noise is trivially far from digits for a fitted Gaussian
+    assert next(r for r in nll if r["ood_set"] == "uniform_noise")["auroc"] > 0.95
+    for scorer in scorers:
+        assert (run / "plots" / f"hist_{scorer}.png").is_file()
+        assert (run / "plots" / f"roc_{scorer}.png").is_file()
+
+
+def test_scores_npz_reproduces_the_table(ppca_run):
+    from genood.evaluation.metrics import ood_metrics
+
+    _, run, rows = ppca_run
+    z = np.load(run / "scores.npz")
+    assert len(z["index/digits"]) == rows[0]["n_id"]
+    assert np.array_equal(np.sort(z["index/digits"]), np.arange(rows[0]["n_id"]))  # every ID sample once
+    assert not z["is_ood/digits"].any() and z["is_ood/blank"].all()
+    row = next(r for r in rows if r["scorer"] == "typicality" and r["ood_set"] == "constant")
+    m = ood_metrics(z["score/typicality/digits"], z["score/typicality/constant"])
+    assert m["auroc"] == pytest.approx(row["auroc"], abs=1e-12)
+
+
+def test_rerun_gets_a_new_folder_and_same_seed_same_metrics(ppca_run):
+    from genood.train import main
+
+    root, first, rows = ppca_run
+    before = {p.name: p.stat().st_mtime for p in first.iterdir()}
+    rows2 = main(quick_args(root))
+    folders = run_folders(root)
+    assert first in folders and len(folders) >= 2
+    assert {p.name: p.stat().st_mtime for p in first.iterdir()} == before  # nothing overwritten
+    assert rows2 == rows  # --seed_everything 0 (the config's) makes the run repeatable
+
+
+def test_resume_from_last_ckpt_matches_uninterrupted_run(tmp_path):
+    from genood.train import main
+
+    full = main(quick_args(tmp_path / "full", epochs=4))
+    main(quick_args(tmp_path / "part", epochs=2))
+    last = run_folders(tmp_path / "part")[-1] / "last.ckpt"
+    resumed = main(quick_args(tmp_path / "part", f"--ckpt_path={last}", epochs=4))
+    assert len(run_folders(tmp_path / "part")) == 2  # resuming writes a new folder
+    for a, b in zip(full, resumed):
+        assert a["scorer"] == b["scorer"] and a["ood_set"] == b["ood_set"]
+        for m in METRIC_NAMES:
+            assert a[m] == pytest.approx(b[m], abs=1e-6), (a["scorer"], a["ood_set"], m)
+
+
+def test_unknown_scorer_name_lists_valid_ones(tmp_path):
+    from genood.train import main
+
+    with pytest.raises(ValueError, match=r"unknown scorer\(s\) \['nope'\].*'nll'"):
+        main(quick_args(tmp_path, "--evaluation.scorers=[nll,nope]"))
+
+
+def test_scorer_selection(tmp_path):
+    from genood.train import main
+
+    rows = main(quick_args(tmp_path, "--evaluation.scorers=[bpd]", "--evaluation.plots=false", epochs=1))
+    assert {r["scorer"] for r in rows} == {"bpd"}
+
+
+def test_unknown_model_class_lists_genood_models(tmp_path, capsys):
+    from genood.train import main
+
+    with pytest.raises(SystemExit):
+        main(quick_args(tmp_path, "--model.class_path=genood.models.NoSuchModel"))
+    err = capsys.readouterr().err
+    assert "genood.models.baseline.PPCA" in err and "genood.data.digits.DigitsDataModule" in err
+
+
+def test_unknown_digits_ood_set_lists_valid_ones(tmp_path):
+    from genood.train import main
+
+    with pytest.raises(ValueError, match="unknown digits OOD set.*natural_patches"):
+        main(quick_args(tmp_path, "--data.init_args.ood_sets=[blank,nonsense]"))
+
+
+def test_nan_loss_stops_training_and_keeps_earlier_checkpoints(tmp_path):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from genood.data.digits import DigitsDataModule
+    from genood.models.base import NonFiniteLossError
+    from genood.models.baseline import PPCA
+
+    class Diverging(PPCA):
+        def loss(self, batch):
+            loss = super().loss(batch)
+            return loss * float("nan") if self.global_step >= 3 else loss
+
+    dm = DigitsDataModule(batch_size=64)
+    model = Diverging(input_shape=dm.input_shape)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1)
+    trainer = L.Trainer(max_epochs=2, callbacks=[ckpt], logger=False, enable_progress_bar=False,
+                        accelerator="cpu", enable_model_summary=False)
+    with pytest.raises(NonFiniteLossError, match="global step 3"):
+        trainer.fit(model, datamodule=dm)
+    saved = sorted(tmp_path.glob("*.ckpt"))
+    assert len(saved) == 3
+    state = torch.load(saved[-1], weights_only=False)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in state.values())
