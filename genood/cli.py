@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -50,10 +51,12 @@ def with_default_config(argv: list[str]) -> list[str]:
 class GenoodCLI(LightningCLI):
     def __init__(self, args: Optional[list[str]] = None, **kwargs):
         self.run_dir: Optional[Path] = None
-        super().__init__(
-            GenerativeModel, OODDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
-            save_config_callback=None, seed_everything_default=0, args=args,
-            trainer_defaults={"num_sanity_val_steps": 0, "log_every_n_steps": 10}, **kwargs)
+        with warnings.catch_warnings():  # we always pass args (the default config is prepended to sys.argv)
+            warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+            super().__init__(
+                GenerativeModel, OODDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
+                save_config_callback=None, seed_everything_default=0, args=args,
+                trainer_defaults={"num_sanity_val_steps": 0, "log_every_n_steps": 10}, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--experiment", type=str, default="default", help="run folder name under output_root")
@@ -85,6 +88,14 @@ class GenoodCLI(LightningCLI):
                 cb.save_last = True
                 if cb.monitor is None:
                     cb.monitor, cb.filename = "val/loss", "best"
+
+    def run_evaluation(self, scorers: list) -> list[dict]:
+        """OOD evaluation of ``self.model`` as the ``evaluation:`` section says, into the run folder."""
+        from .evaluation.runner import evaluate
+
+        ev = self.config.evaluation
+        return evaluate(self.trainer, self.model, self.datamodule, scorers, run_dir=self.run_dir, plots=ev.plots,
+                        print_table=ev.print_table, bootstrap=ev.bootstrap)
 
     def save_resolved_config(self) -> None:
         if self.trainer.global_rank == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0:

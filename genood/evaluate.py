@@ -43,11 +43,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         cli.save_resolved_config()
         scorers = build_scorers(cli.model, cli.config.evaluation)
         load_weights(cli.model, ckpt)
-        from .evaluation.runner import evaluate
-
-        ev = cli.config.evaluation
-        rows = evaluate(cli.trainer, cli.model, cli.datamodule, scorers, run_dir=cli.run_dir, plots=ev.plots,
-                        print_table=ev.print_table)
+        rows = cli.run_evaluation(scorers)
         if cli.trainer.global_rank == 0:
             print(f"evaluated {ckpt}; run folder: {cli.run_dir}")
         return rows

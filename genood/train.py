@@ -26,11 +26,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
 
             load_weights(cli.model, ckpt)  # a readable, matching checkpoint, or a clear error
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
-        from .evaluation.runner import evaluate
-
-        ev = cli.config.evaluation
-        rows = evaluate(cli.trainer, cli.model, cli.datamodule, scorers, run_dir=cli.run_dir, plots=ev.plots,
-                        print_table=ev.print_table)
+        rows = cli.run_evaluation(scorers)
         if cli.trainer.global_rank == 0:
             print(f"run folder: {cli.run_dir}")
         return rows

@@ -15,11 +15,16 @@ class EvaluationConfig:
         print_table: print the results table on the console.
         background_ckpt: a checkpoint of a background model (Ren et al. 2019, trained on perturbed inputs)
             that adds the ``likelihood_ratio`` scorer to models exposing ``log_prob``.
+        bootstrap: number of bootstrap resamples for 95% confidence intervals (0 = none); adds
+            ``<metric>_lo`` / ``<metric>_hi`` to every per-set row.
     """
 
     def __init__(self, scorers: Optional[list[str]] = None, plots: bool = True, print_table: bool = True,
-                 background_ckpt: Optional[str] = None):
+                 background_ckpt: Optional[str] = None, bootstrap: int = 0):
         self.scorers = scorers
         self.plots = plots
         self.print_table = print_table
         self.background_ckpt = background_ckpt
+        if bootstrap < 0:
+            raise ValueError(f"evaluation.bootstrap must be >= 0, got {bootstrap}")
+        self.bootstrap = bootstrap

@@ -25,7 +25,8 @@ def write_results(run_dir: Path, rows: list[dict], scores: dict[str, dict[str, n
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "results.json").write_text(json.dumps(rows, indent=2))
     with open(run_dir / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        extra = [k for k in rows[0] if k not in COLUMNS] if rows else []  # bootstrap intervals
+        w = csv.DictWriter(f, fieldnames=[*COLUMNS, *extra], restval="")
         w.writeheader()
         w.writerows(rows)
     (run_dir / "results.md").write_text(markdown_table(rows))

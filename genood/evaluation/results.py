@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..scoring.base import Scorer, check_scores
-from .metrics import METRIC_NAMES, ood_metrics
+from .metrics import METRIC_NAMES, bootstrap_ci, ood_metrics
 
 
 @dataclass
@@ -44,8 +44,9 @@ def score_sets(scorers: Sequence[Scorer], fit: Optional[SetOutputs], sets: Seque
     return scores
 
 
-def metric_rows(scores: dict[str, dict[str, np.ndarray]], sets: Sequence[SetOutputs]) -> list[dict]:
-    """One row per (scorer, OOD set) with the metrics, then mean rows over near, far and all OOD sets."""
+def metric_rows(scores: dict[str, dict[str, np.ndarray]], sets: Sequence[SetOutputs], bootstrap: int = 0) -> list[dict]:
+    """One row per (scorer, OOD set) with the metrics, then mean rows over near, far and all OOD sets.
+    ``bootstrap > 0`` adds percentile 95% intervals ``<metric>_lo``/``<metric>_hi`` to the per-set rows."""
     id_set = sets[0]
     rows: list[dict] = []
     for scorer, by_set in scores.items():
@@ -55,6 +56,9 @@ def metric_rows(scores: dict[str, dict[str, np.ndarray]], sets: Sequence[SetOutp
             m = ood_metrics(s_id, by_set[es.name])
             row = {"scorer": scorer, "ood_set": es.name, "group": es.group, "n_id": int(len(s_id)),
                    "n_ood": int(len(by_set[es.name])), **{k: float(m[k]) for k in METRIC_NAMES}}
+            if bootstrap:
+                ci = bootstrap_ci(s_id, by_set[es.name], n_boot=bootstrap)
+                row.update({f"{k}_{side}": float(v) for k in METRIC_NAMES for side, v in zip(("lo", "hi"), ci[k])})
             per_set.append(row)
         rows.extend(per_set)
         for group in ("near", "far", "all"):

@@ -28,7 +28,8 @@ class OODEvaluationCallback(Callback):
     """Collects per-sample outputs of the test loop; at epoch end scores, reports and logs (rank 0)."""
 
     def __init__(self, scorers: Sequence[Scorer], sets: Sequence[tuple[str, str]], run_dir: Optional[Path],
-                 plots: bool = True, print_table: bool = True):
+                 plots: bool = True, print_table: bool = True, bootstrap: int = 0):
+        self.bootstrap = bootstrap
         self.scorers = list(scorers)
         self.sets = list(sets)  # (name, group) per test dataloader, in order; FIT_SET first when used
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -68,7 +69,7 @@ class OODEvaluationCallback(Callback):
         fit = collected[0] if self.sets[0][0] == FIT_SET else None
         sets = collected[1:] if fit is not None else collected
         self.scores = score_sets(self.scorers, fit, sets)
-        self.rows = metric_rows(self.scores, sets)
+        self.rows = metric_rows(self.scores, sets, bootstrap=self.bootstrap)
         if self.run_dir is not None:
             from .report import write_results
 
@@ -104,7 +105,8 @@ def _log_results(trainer: Trainer, rows: list[dict], plot_paths: list[Path]) -> 
 
 
 def evaluate(trainer: Trainer, model: LightningModule, datamodule: OODDataModule, scorers: Sequence[Scorer],
-             run_dir: Optional[Path] = None, plots: bool = True, print_table: bool = True) -> list[dict]:
+             run_dir: Optional[Path] = None, plots: bool = True, print_table: bool = True,
+             bootstrap: int = 0) -> list[dict]:
     """Score ``model`` on the datamodule's ID test split and OOD sets with ``scorers``; returns metric rows.
 
     Under ``ddp_spawn`` the rows are computed in the spawned rank-0 process; they are then read back from
@@ -116,7 +118,8 @@ def evaluate(trainer: Trainer, model: LightningModule, datamodule: OODDataModule
     if any(s.needs_fit for s in scorers):
         loaders = [datamodule.fit_dataloader(), *loaders]
         sets = [(FIT_SET, "id"), *sets]
-    callback = OODEvaluationCallback(scorers, sets, run_dir, plots=plots, print_table=print_table)
+    callback = OODEvaluationCallback(scorers, sets, run_dir, plots=plots, print_table=print_table,
+                                     bootstrap=bootstrap)
     trainer.callbacks.append(callback)
     try:
         with warnings.catch_warnings():  # the sampler's padded repeats are dropped by gather_unique
