@@ -21,8 +21,8 @@ def test_run_folder_holds_every_result_file(ppca_run):
     scorers = {r["scorer"] for r in rows}
     assert {"nll", "bpd", "typicality", "complexity"} <= scorers
     sets = {r["ood_set"] for r in rows if not r["ood_set"].startswith("mean_")}
-    assert sets == {"heldout", "flipped", "inverted", "natural_patches", "uniform_noise", "gaussian_noise",
-                    "constant", "blank"}
+    assert sets == {"heldout", "flipped", "half_masked", "inverted", "natural_patches", "uniform_noise",
+                    "gaussian_noise", "constant", "blank", "black"}
     for r in rows:
         assert set(r) == {"scorer", "ood_set", "group", "n_id", "n_ood", *METRIC_NAMES}
         assert 0.0 <= r["auroc"] <= 1.0

@@ -36,7 +36,8 @@ def gather_unique(index: torch.Tensor, outputs: Mapping[str, torch.Tensor]) -> t
     """
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         index = _all_gather_padded(index)
-        outputs = {k: _all_gather_padded(v) for k, v in outputs.items()}
+        # the same collective order on every rank: dict/set order is not (string hashing differs per process)
+        outputs = {k: _all_gather_padded(outputs[k]) for k in sorted(outputs)}
     order = torch.argsort(index, stable=True)
     index = index[order]
     keep = torch.ones_like(index, dtype=torch.bool)

@@ -56,7 +56,7 @@ class OODEvaluationCallback(Callback):
         for i, (name, group) in enumerate(self.sets):
             buf = self._buffers[i]
             first = buf["out"][0]
-            per_sample = {k for k, v in first.items() if torch.is_tensor(v) and v.ndim >= 1}
+            per_sample = sorted(k for k, v in first.items() if torch.is_tensor(v) and v.ndim >= 1)
             outs = {k: torch.cat([o[k] for o in buf["out"]]) for k in per_sample}
             outs["__y"] = torch.cat(buf["y"])
             index, outs = gather_unique(torch.cat(buf["index"]), outs)

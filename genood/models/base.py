@@ -4,7 +4,9 @@ A :class:`GenerativeModel` is a LightningModule that
 
 * trains with :meth:`loss` (a scalar; non-finite losses stop training with a message naming the step),
 * computes its per-sample OOD quantities in :meth:`score_outputs` (a dict of ``[B, ...]`` tensors; see
-  :mod:`genood.scoring.base`), called under ``torch.inference_mode`` by the test loop,
+  :mod:`genood.scoring.base`), called under ``torch.inference_mode`` by the test loop with the samples'
+  dataset ``index``: a model whose scoring is stochastic seeds each sample's noise from it, so a score never
+  depends on which batch or DDP rank the sample landed in,
 * lists the scorers that apply to it in :meth:`scorers` (names unique, higher = more OOD).
 
 The evaluator (:mod:`genood.evaluation`) only calls these three; it never looks inside a model.
@@ -36,7 +38,7 @@ class GenerativeModel(L.LightningModule):
     def loss(self, batch: dict) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def score_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+    def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
     def scorers(self) -> list:  # pragma: no cover - abstract
@@ -59,7 +61,7 @@ class GenerativeModel(L.LightningModule):
         return loss
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        return self.score_outputs(batch["x"])
+        return self.score_outputs(batch["x"], index=batch["index"])
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr)

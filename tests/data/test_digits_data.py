@@ -27,13 +27,17 @@ def test_splits_and_sets():
 
 
 def test_ood_sets_mean_what_they_say():
-    dm = DigitsDataModule(ood_sets=["inverted", "flipped", "constant", "blank"], seed=3)
+    dm = DigitsDataModule(ood_sets=["inverted", "flipped", "constant", "blank", "black", "half_masked"], seed=3)
     sets = {s.name: s.dataset for s in dm.test_sets()}
     x_id = torch.stack([sets["digits"][i]["x"] for i in range(len(sets["digits"]))])
     inv = torch.stack([sets["inverted"][i]["x"] for i in range(len(sets["inverted"]))])
     flip = torch.stack([sets["flipped"][i]["x"] for i in range(len(sets["flipped"]))])
     const = torch.stack([sets["constant"][i]["x"] for i in range(len(sets["constant"]))])
     blank = torch.stack([sets["blank"][i]["x"] for i in range(len(sets["blank"]))])
+    half = torch.stack([sets["half_masked"][i]["x"] for i in range(len(sets["half_masked"]))])
+    torch.testing.assert_close(half[..., :4], x_id[..., :4])
+    assert (half[..., 4:] == 0).all() and (x_id[..., 4:] > 0).any()
+    assert all(float(sets["black"][i]["x"].abs().sum()) == 0 for i in range(len(sets["black"])))
     torch.testing.assert_close(inv, 1 - x_id)
     torch.testing.assert_close(flip, x_id.flip(-2))
     assert (const.flatten(1).std(1) == 0).all() and const.flatten(1)[:, 0].std() > 0.2

@@ -25,7 +25,10 @@ def _worker(rank: int, world: int, port: int, result):
     index = torch.tensor([[0, 2, 4], [1, 3, 0]][rank])
     if rank == 1:
         index = index[:2]  # uneven counts are handled too
-    idx, out = gather_unique(index, {"s": index.float() + 0.5, "flag": index > 2})
+    out = {"s": index.float() + 0.5, "flag": index > 2}
+    if rank == 1:  # another insertion order on the other rank must not mix keys up
+        out = dict(reversed(list(out.items())))
+    idx, out = gather_unique(index, out)
     result[rank] = (idx.tolist(), out["s"].tolist(), out["flag"].tolist())
     dist.destroy_process_group()
 

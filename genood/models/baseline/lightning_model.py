@@ -69,7 +69,7 @@ class PPCA(GenerativeModel):
             self._maybe_init(x)
         return -self.net.log_prob(x).mean()
 
-    def score_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """``log_prob``: log p(x) in nats [B]; ``num_dims``: D for every sample [B]."""
         lp = self.net.log_prob(self._flatten(x))
         return {"log_prob": lp, "num_dims": torch.full_like(lp, float(self.num_dims))}

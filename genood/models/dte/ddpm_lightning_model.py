@@ -141,7 +141,7 @@ class TabularDDPM(GenerativeModel):
                 sample = self.posterior_mean(eps, t, sample)
         return sample
 
-    def score_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         x = self._x(x)
         return {"ddpm_recon_mse": (x - self.reconstruct(x)).pow(2).mean(1)}
 

@@ -122,7 +122,7 @@ class DTE(GenerativeModel):
         p = torch.softmax(self.c_net(self._x(x)), dim=1)
         return {"dte_c_probs": p, "dte_c_expected_bin": p @ torch.arange(self.num_bins, dtype=p.dtype, device=p.device)}
 
-    def score_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         return {"features": self._x(x), **self.ig_outputs(x), **self.c_outputs(x)}
 
     def scorers(self) -> list:
