@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -57,6 +58,8 @@ class GenoodCLI(LightningCLI):
                 GenerativeModel, OODDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
                 save_config_callback=None, seed_everything_default=0, args=args,
                 trainer_defaults={"num_sanity_val_steps": 0, "log_every_n_steps": 10}, **kwargs)
+        self.after_instantiate()
+        self.save_resolved_config()
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--experiment", type=str, default="default", help="run folder name under output_root")
@@ -170,10 +173,24 @@ def load_weights(model: GenerativeModel, ckpt_path: str) -> None:
     model.load_state_dict(ckpt["state_dict"])
 
 
-def release_run_dir(claimed_here: bool) -> None:
-    """Forget the claimed folder in the launching process, so a later run in it gets a new one."""
-    if claimed_here:
-        os.environ.pop(ENV_VAR, None)
+@contextmanager
+def run_folder_scope():
+    """Within it, a run claims one folder (shared with its DDP workers); on exit the launching process
+    forgets it, so a later run in the same process gets a new one."""
+    claimed_here = ENV_VAR not in os.environ
+    try:
+        yield
+    finally:
+        if claimed_here:
+            os.environ.pop(ENV_VAR, None)
+
+
+def report_rows(cli: GenoodCLI, scorers: list, message: str) -> list[dict]:
+    """Evaluate, then tell the user where the run folder is (rank 0 only)."""
+    rows = cli.run_evaluation(scorers)
+    if cli.trainer.global_rank == 0:
+        print(f"{message}run folder: {cli.run_dir}")
+    return rows
 
 
 def main_argv(argv: Optional[list[str]]) -> list[str]:

@@ -8,13 +8,11 @@ or ``--evaluation.*`` override applies on top, e.g. other OOD sets or ``--traine
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
-from .cli import GenoodCLI, build_scorers, load_weights, release_run_dir
-from .run_dir import ENV_VAR
+from .cli import GenoodCLI, build_scorers, load_weights, report_rows, run_folder_scope
 
 
 def _split_ckpt_arg(argv: list[str]) -> tuple[Optional[str], list[str]]:
@@ -36,19 +34,11 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         if not run_config.exists():
             raise SystemExit(f"genood.evaluate: no config.yaml beside {ckpt}; pass the run's --config FILE")
         rest = ["--config", str(run_config), *rest]
-    claimed_here = ENV_VAR not in os.environ
-    try:
+    with run_folder_scope():
         cli = GenoodCLI(args=rest)
-        cli.after_instantiate()
-        cli.save_resolved_config()
         scorers = build_scorers(cli.model, cli.config.evaluation)
         load_weights(cli.model, ckpt)
-        rows = cli.run_evaluation(scorers)
-        if cli.trainer.global_rank == 0:
-            print(f"evaluated {ckpt}; run folder: {cli.run_dir}")
-        return rows
-    finally:
-        release_run_dir(claimed_here)
+        return report_rows(cli, scorers, f"evaluated {ckpt}; ")
 
 
 if __name__ == "__main__":

@@ -31,3 +31,14 @@ def ppca_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     rows = main(quick_args(root))
     return root, run_folders(root)[-1], rows
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread than on two contended ones; restores the setting after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -11,12 +11,7 @@ from genood.models.baseline import PPCA
 from genood.scoring import LikelihoodRatio, PerturbedDataset, PerturbInputs, Ratio, likelihood_scorers, perturb_inputs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 class Gaussian(GenerativeModel):

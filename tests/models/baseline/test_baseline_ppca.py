@@ -8,12 +8,7 @@ from genood.models.baseline import PPCA, PPCANetwork
 from genood.scoring.base import check_scores
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def _ppca_data(n=1500, d=8, q=2, noise_var=0.3, seed=0):

@@ -7,12 +7,7 @@ from genood.models.dte import TabularDDPM, TabularResNetDenoiser
 from genood.models.dte.ddpm_lightning_model import should_stop_early
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def test_denoiser_shapes_and_time_dependence():

@@ -8,12 +8,7 @@ from genood.data.tabular import TabularDataModule
 from genood.models.dte import DTE, TabularDDPM
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.mark.parametrize("cls,kw", [(DTE, {"hidden_sizes": (32, 32)}), (TabularDDPM, {"d_main": 16, "d_hidden": 32, "recon_t": 5})])

@@ -8,12 +8,7 @@ from genood.models.dte.posterior import ig_nll
 from genood.models.dte.schedule import time_bins
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def test_mlp_architecture_matches_the_paper():

@@ -8,12 +8,7 @@ from genood.data.tabular import TabularDataModule
 from genood.models.dte import DTE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def _stack(ds):
