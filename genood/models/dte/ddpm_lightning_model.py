@@ -13,11 +13,13 @@ Score (``ddpm_recon``): the mean squared error over features between x and its r
 * ``recon_start="clean"`` (the released code: its forward-noising line is commented out): start the
   reverse chain from x itself.
 
-``recon_sampling="ancestral"`` (default) steps with diffusers' ``DDPMScheduler.step`` (posterior mean plus
-√β̃_t z, the fixed-small variance); ``"mean"`` keeps only the posterior mean
-μ_θ(x_t, t) = (x_t − β_t / √(1 − ᾱ_t) · ε_θ) / √α_t (DDPM Eq. 11), which is what the released code does
-(its noise term is commented out too). ``recon_seed`` seeds the noise of each scored batch (None = the
-global RNG), so a single-process evaluation is reproducible.
+``recon_sampling="ancestral"`` (default) steps x_{t−1} = μ_θ(x_t, t) + √β̃_t z (the fixed-small variance of
+diffusers' ``DDPMScheduler``, whose ``step`` gives the same value for the same z; tests check it);
+``"mean"`` keeps only the posterior mean μ_θ(x_t, t) = (x_t − β_t / √(1 − ᾱ_t) · ε_θ) / √α_t (DDPM Eq. 11),
+which is what the released code does (its noise term is commented out too). The evaluator passes each
+sample's dataset index, and the noise z of a sample is a counter-based function of (``recon_seed``, index,
+step) (:mod:`genood.models.counter_noise`): a score does not depend on its batch or DDP rank. Called without
+an index, ``recon_seed`` seeds one generator per call (None = the global RNG).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from genood.models.base import GenerativeModel
+from genood.models.counter_noise import counter_normal
 
 from .ddpm_torch_model import TabularResNetDenoiser
 from .schedule import BETA_END, BETA_START, make_ddpm_scheduler
@@ -121,29 +124,47 @@ class TabularDDPM(GenerativeModel):
         beta_t, abar_t = float(s.betas[t]), float(s.alphas_cumprod[t])
         return (x_t - beta_t / (1.0 - abar_t) ** 0.5 * eps) / (1.0 - beta_t) ** 0.5
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """x after ``recon_t`` reverse steps t = recon_t − 1 → 0 (start and sampling per the options)."""
+    def posterior_std(self, t: int) -> float:
+        """√β̃_t, β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t): the fixed-small variance of p(x_{t−1} | x_t) (DDPM Eq. 7)."""
+        s = self.scheduler
+        if t == 0:
+            return 0.0
+        beta_t, abar_t, abar_prev = float(s.betas[t]), float(s.alphas_cumprod[t]), float(s.alphas_cumprod[t - 1])
+        return (beta_t * (1.0 - abar_prev) / (1.0 - abar_t)) ** 0.5
+
+    def _noise(self, x: torch.Tensor, index: Optional[torch.Tensor], stream: int,
+               generator: Optional[torch.Generator]) -> torch.Tensor:
+        """N(0, I) noise for ``x``: keyed by each sample's dataset ``index`` when given (the same value in any
+        batch, on any DDP rank), else drawn from ``generator``."""
+        if index is None:
+            return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        index = torch.as_tensor(index, device=x.device).long()
+        return counter_normal(self.recon_seed or 0, index, torch.zeros_like(index), stream, (self.d,), x.dtype)
+
+    def reconstruct(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x after ``recon_t`` reverse steps t = recon_t − 1 → 0 (start and sampling per the options); each
+        ancestral step is x_{t−1} = μ_θ(x_t, t) + √β̃_t z with the scheduler's β, ᾱ (``scheduler.step`` with
+        the same z gives the same value; it only lacks a way to pass z, which per-sample noise needs)."""
         x = self._x(x)
         g = None
-        if self.recon_seed is not None:
+        if self.recon_seed is not None and index is None:
             g = torch.Generator(device=x.device).manual_seed(self.recon_seed)
         if self.recon_start == "noised":
             t0 = torch.full((x.shape[0],), self.recon_t - 1, device=x.device, dtype=torch.long)
-            noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
-            sample = self.scheduler.add_noise(x, noise, t0)
+            sample = self.scheduler.add_noise(x, self._noise(x, index, self.T, g), t0)
         else:
             sample = x
         for t in range(self.recon_t - 1, -1, -1):
             eps = self.net(sample, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
-            if self.recon_sampling == "ancestral":
-                sample = self.scheduler.step(eps, t, sample, generator=g).prev_sample
-            else:
-                sample = self.posterior_mean(eps, t, sample)
+            sample = self.posterior_mean(eps, t, sample)
+            if self.recon_sampling == "ancestral" and t > 0:
+                sample = sample + self.posterior_std(t) * self._noise(x, index, t, g)
         return sample
 
     def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """``ddpm_recon_mse`` [B]; with ``index`` the reconstruction noise is per sample (exact under DDP)."""
         x = self._x(x)
-        return {"ddpm_recon_mse": (x - self.reconstruct(x)).pow(2).mean(1)}
+        return {"ddpm_recon_mse": (x - self.reconstruct(x, index)).pow(2).mean(1)}
 
     def scorers(self) -> list:
         return [DDPMReconstructionScorer()]

@@ -35,7 +35,7 @@ import torch.nn as nn
 
 from .layers import BlockStack, Dense, Shape
 from .likelihoods import LIKELIHOODS
-from .noise import counter_normal
+from genood.models.counter_noise import counter_normal
 from .stochastic import Gaussian, GaussianLatent, Posterior, rows_mask
 
 # The paper's FashionMNIST/MNIST HVAE (reference README): 3 stages x 3 residual blocks, non-gated, weight-normed.
@@ -232,7 +232,7 @@ class HierarchicalVAE(nn.Module):
 
         All ``B · Σ_k S_k`` rows go through the network in one call (or in chunks of ``max_rows`` rows).
         The noise of row (sample b, importance sample s, layer i) is a counter-based function of
-        ``(seed, index[b], s, i)`` (:func:`~genood.models.hvae.noise.counter_normal`), so a sample's value
+        ``(seed, index[b], s, i)`` (:func:`~genood.models.counter_noise.counter_normal`), so a sample's value
         does not depend on its batch; ``index`` defaults to ``arange(B)``. Bounds for different k share
         the noise of equal sample ids (common random numbers).
         """

@@ -29,8 +29,24 @@ def test_posterior_mean_inverts_a_perfect_noise_prediction_and_matches_diffusers
         g = torch.Generator().manual_seed(7)
         lib = m.scheduler.step(e, t, xt, generator=g).prev_sample
         z = torch.randn(4, 6, generator=torch.Generator().manual_seed(7))
-        var = 0.0 if t == 0 else m.scheduler._get_variance(t)
-        torch.testing.assert_close(lib, m.posterior_mean(e, t, xt) + var ** 0.5 * z, rtol=1e-4, atol=1e-5)
+        var = 0.0 if t == 0 else float(m.scheduler._get_variance(t))
+        assert m.posterior_std(t) == pytest.approx(var ** 0.5, rel=1e-5)
+        torch.testing.assert_close(lib, m.posterior_mean(e, t, xt) + m.posterior_std(t) * z, rtol=1e-4, atol=1e-5)
+
+
+def test_index_keyed_noise_makes_scores_independent_of_the_batch():
+    """What makes ddpm_recon exact under DDP: a sample's score depends on its index, not its batch-mates."""
+    torch.manual_seed(0)
+    m = TabularDDPM(input_shape=(5,), recon_t=15).eval()
+    x, index = torch.randn(10, 5), torch.arange(100, 110)
+    perm = torch.randperm(10)
+    with torch.no_grad():
+        whole = m.score_outputs(x, index)["ddpm_recon_mse"]
+        parts = torch.cat([m.score_outputs(x[perm[:3]], index[perm[:3]])["ddpm_recon_mse"],
+                           m.score_outputs(x[perm[3:]], index[perm[3:]])["ddpm_recon_mse"]])
+        other = m.score_outputs(x, index + 1)["ddpm_recon_mse"]
+    torch.testing.assert_close(parts, whole[perm], rtol=0, atol=0)
+    assert not torch.allclose(other, whole)  # the noise really is keyed by the index
 
 
 def test_reconstruction_options():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from genood.models.hvae.noise import counter_normal, mix32
+from genood.models.counter_noise import counter_normal, mix32
 from genood.models.hvae.torch_model import HierarchicalVAE, log_mean_exp
 
 
