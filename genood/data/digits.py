@@ -22,7 +22,8 @@ black              far    all-zero images: the simplest input there is
 Low-complexity inputs are where plain likelihood fails (Nalisnick et al. 2019a): a density model trained on
 digits gives ``black`` and ``half_masked`` a higher likelihood than its own test digits, because most of
 their pixels are the background it predicts best (the HVAE's LLR^{>k} test relies on this set).
-Every synthetic set is generated from a seed, so it is the same on every run and every DDP rank.
+Every synthetic set (:mod:`genood.data.synthetic`) is generated from a seed, so it is the same on every run
+and every DDP rank.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import EvalSet, IndexedDataset, OODDataModule
+from .synthetic import synthetic_images
 
 DIGITS_OOD_SETS = {
     "heldout": "near",
@@ -78,23 +80,6 @@ def natural_patches(n: int, image_size: int, seed: int, patch: int = 32) -> torc
     x = torch.cat(crops).unsqueeze(1)
     x = x[torch.randperm(n, generator=g)]
     return F.adaptive_avg_pool2d(x, image_size).clamp(0, 1)
-
-
-def synthetic_set(name: str, n: int, image_size: int, seed: int) -> torch.Tensor:
-    """The seeded synthetic OOD sets: uniform_noise, gaussian_noise, constant, blank, black."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (n, 1, image_size, image_size)
-    if name == "uniform_noise":
-        return torch.rand(shape, generator=g)
-    if name == "gaussian_noise":
-        return (0.5 + 0.25 * torch.randn(shape, generator=g)).clamp(0, 1)
-    if name == "constant":
-        return torch.rand(n, 1, 1, 1, generator=g).expand(shape).clone()
-    if name == "blank":
-        return (0.05 * torch.randn(shape, generator=g)).clamp(0, 1)
-    if name == "black":
-        return torch.zeros(shape)
-    raise ValueError(f"unknown synthetic set {name!r}")
 
 
 def _resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -186,4 +171,4 @@ class DigitsDataModule(OODDataModule):
             return x_test * keep, y_test
         if name == "natural_patches":
             return natural_patches(n, self.image_size, seed), none(n)
-        return synthetic_set(name, n, self.image_size, seed), none(n)
+        return synthetic_images(name, n, (1, self.image_size, self.image_size), seed), none(n)

@@ -23,10 +23,22 @@ from typing import Optional, Sequence
 import torch
 
 from .base import BINARIZE_MODES, ID_GROUP, OOD_GROUPS, EvalSet, IndexedDataset, OODDataModule
+from .synthetic import SYNTHETIC_SETS, synthetic_images
 from .vision_sets import (DEFAULT_OOD, VISION_SETS, ImageConverter, canonical_name, load_split, ood_group,
                           open_split)
 
 SVHN_ID_EVAL_SPLITS = ("test", "extra")
+
+
+def _ood_name(name: str) -> str:
+    """A torchvision dataset's table key, or a synthetic set's name (:mod:`genood.data.synthetic`)."""
+    if str(name).lower() in SYNTHETIC_SETS:
+        return str(name).lower()
+    try:
+        return canonical_name(name)
+    except ValueError:
+        raise ValueError(f"unknown OOD set {name!r}; valid: {', '.join(VISION_SETS)} or the synthetic sets "
+                         f"{', '.join(SYNTHETIC_SETS)}") from None
 
 
 def seeded_subset(n: int, k: Optional[int], seed: int) -> Optional[torch.Tensor]:
@@ -43,7 +55,9 @@ class VisionDataModule(OODDataModule):
     Args:
         id_dataset: mnist, fashionmnist, kmnist, cifar10, cifar100 or svhn (case-insensitive).
         ood_datasets: OOD set names (None = the other sets of the same modality, e.g. fashionmnist ->
-            [mnist, kmnist], cifar10 -> [svhn, cifar100]).
+            [mnist, kmnist], cifar10 -> [svhn, cifar100]); the synthetic sets of :mod:`genood.data.synthetic`
+            (uniform_noise, gaussian_noise, constant, blank, black; group "far") may be listed too: they are
+            generated at the ID shape, as many images as the capped set size.
         root: folder holding the datasets in torchvision's layout.
         download: let torchvision download missing files (in ``prepare_data``, i.e. once per node).
         image_size: side length of every input (None = the ID set's native size).
@@ -69,15 +83,15 @@ class VisionDataModule(OODDataModule):
                  num_workers: int = 0, seed: int = 0):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
         self.id_dataset = canonical_name(id_dataset)
-        names = DEFAULT_OOD[self.id_dataset] if ood_datasets is None else [canonical_name(n) for n in ood_datasets]
+        names = DEFAULT_OOD[self.id_dataset] if ood_datasets is None else [_ood_name(n) for n in ood_datasets]
         if self.id_dataset in names:
             raise ValueError(f"{self.id_dataset!r} is the ID dataset; remove it from ood_datasets")
         if len(set(names)) != len(names):
             raise ValueError(f"ood_datasets names a dataset twice: {list(ood_datasets)}")
         self.ood_datasets = list(names)
-        self.groups = {n: ood_group(self.id_dataset, n) for n in names}
+        self.groups = {n: "far" if n in SYNTHETIC_SETS else ood_group(self.id_dataset, n) for n in names}
         for name, group in (ood_groups or {}).items():
-            key = canonical_name(name)
+            key = _ood_name(name)
             if key not in self.groups:
                 raise ValueError(f"ood_groups names {name!r}, which is not among ood_datasets {self.ood_datasets}")
             if group not in OOD_GROUPS:
@@ -119,7 +133,7 @@ class VisionDataModule(OODDataModule):
 
     def _needed_splits(self) -> list[tuple[str, str]]:
         return ([(self.id_dataset, "train"), (self.id_dataset, self.id_eval_split)]
-                + [(n, "test") for n in self.ood_datasets])
+                + [(n, "test") for n in self.ood_datasets if n not in SYNTHETIC_SETS])
 
     def prepare_data(self) -> None:
         """Download missing files (Lightning calls this once per node, before ``setup`` on every rank)."""
@@ -153,10 +167,16 @@ class VisionDataModule(OODDataModule):
         del x, y
 
         raw = [(self.id_dataset, ID_GROUP, *self._load(self.id_dataset, self.id_eval_split))]
-        raw += [(n, self.groups[n], *self._load(n, "test")) for n in self.ood_datasets]
+        raw += [(n, self.groups[n], *self._load(n, "test")) for n in self.ood_datasets if n not in SYNTHETIC_SETS]
         cap = min(len(r[3]) for r in raw) if self.equal_size else None
         if self.max_per_set is not None:
             cap = self.max_per_set if cap is None else min(cap, self.max_per_set)
+        n_synthetic = cap if cap is not None else len(raw[0][3])
+        for name in (n for n in self.ood_datasets if n in SYNTHETIC_SETS):
+            images = synthetic_images(name, n_synthetic, self.input_shape, self.seed * 1_000_003 + zlib.crc32(name.encode()))
+            raw.append((name, self.groups[name], (images * 255).round().to(torch.uint8),
+                        torch.full((n_synthetic,), -1, dtype=torch.long)))
+        raw = [raw[0]] + sorted(raw[1:], key=lambda r: self.ood_datasets.index(r[0]))  # the configured order
         self.eval_sets = []
         for name, group, ex, ey in raw:
             salt = zlib.crc32(name.encode())  # per set, whatever else is listed

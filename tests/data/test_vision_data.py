@@ -268,7 +268,7 @@ def test_unknown_name_and_bad_arguments():
         VisionDataModule(id_dataset="imagenet")
     for valid in ("mnist", "fashionmnist", "kmnist", "cifar10", "cifar100", "svhn"):
         assert valid in str(e.value)
-    with pytest.raises(ValueError, match="valid names"):
+    with pytest.raises(ValueError, match="valid: .*svhn or the synthetic sets .*uniform_noise"):
         VisionDataModule(id_dataset="mnist", ood_datasets=["notmnist"])
     with pytest.raises(ValueError, match="ID dataset"):
         VisionDataModule(id_dataset="mnist", ood_datasets=["MNIST"])
@@ -313,3 +313,23 @@ def test_checksums_kept_by_default_and_download_failure(tmp_path, monkeypatch):
         m.prepare_data()
     assert "KMNIST" in str(e.value) and "no route to host" in str(e.value)
     assert os.path.join(str(tmp_path), "KMNIST", "raw") in str(e.value)
+
+
+def test_synthetic_ood_sets_at_the_id_shape(tmp_path):
+    """FashionMNIST -> MNIST + the paper's noise sets: generated at the ID shape, capped like the others."""
+    write_mnist_family(tmp_path, "FashionMNIST", 20, 8)
+    write_mnist_family(tmp_path, "MNIST", 12, 10, seed=5)
+    m = dm(tmp_path, id_dataset="fashionmnist", ood_datasets=["mnist", "uniform_noise", "constant", "black"],
+           binarize="dynamic")
+    sets = m.test_sets()
+    assert [(s.name, s.group, len(s.dataset)) for s in sets] == [
+        ("fashionmnist", "id", 8), ("mnist", "far", 8), ("uniform_noise", "far", 8), ("constant", "far", 8),
+        ("black", "far", 8)]
+    noise_x, noise_y, _ = _all(sets[2].dataset)
+    assert noise_x.shape == (8, 1, 28, 28) and (noise_y == -1).all()
+    assert set(noise_x.unique().tolist()) <= {0.0, 1.0}          # binarized (static) like every eval set
+    assert float(_all(sets[4].dataset)[0].abs().sum()) == 0.0      # black stays black
+    again = dm(tmp_path, id_dataset="fashionmnist", ood_datasets=["uniform_noise"], binarize="dynamic")
+    assert torch.equal(_all(again.test_sets()[1].dataset)[0], noise_x)  # seeded: the same images every time
+    colour = dm(tmp_path, id_dataset="fashionmnist", ood_datasets=["gaussian_noise"], channels=3, image_size=32)
+    assert _all(colour.test_sets()[1].dataset)[0].shape == (8, 3, 32, 32)
