@@ -44,6 +44,14 @@ class GenerativeModel(L.LightningModule):
     def scorers(self) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def flat_inputs(self, x: torch.Tensor, num_features: int) -> torch.Tensor:
+        """``x`` as float ``[B, num_features]`` vectors, or a ValueError naming the expected width."""
+        x = x.flatten(1).float()
+        if x.shape[1] != num_features:
+            raise ValueError(f"{type(self).__name__} was built for d={num_features} features, got inputs of shape "
+                             f"{tuple(x.shape)}")
+        return x
+
     # ---- Lightning plumbing shared by every model ----------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)

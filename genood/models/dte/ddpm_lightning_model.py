@@ -74,10 +74,7 @@ class TabularDDPM(GenerativeModel):
         self._epoch_sum, self._epoch_count = 0.0, 0
 
     def _x(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1).float()
-        if x.shape[1] != self.d:
-            raise ValueError(f"TabularDDPM was built for d={self.d} features, got inputs of shape {tuple(x.shape)}")
-        return x
+        return self.flat_inputs(x, self.d)
 
     # ---- training -------------------------------------------------------------------------------
     def loss(self, batch: dict) -> torch.Tensor:

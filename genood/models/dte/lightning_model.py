@@ -93,10 +93,7 @@ class DTE(GenerativeModel):
         return F.cross_entropy(logits, time_bins(t, self.T_c, self.num_bins))
 
     def _x(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1).float()
-        if x.shape[1] != self.d:
-            raise ValueError(f"DTE was built for d={self.d} features, got inputs of shape {tuple(x.shape)}")
-        return x
+        return self.flat_inputs(x, self.d)
 
     def loss(self, batch: dict) -> torch.Tensor:
         x0 = self._x(batch["x"])
