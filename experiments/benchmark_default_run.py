@@ -9,13 +9,14 @@ wall time (install excluded) with the results table's mean-far AUROC per scorer.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from genood.evaluation.report import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ def main() -> None:
             subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, "WANDB_MODE": "disabled"},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wall = time.perf_counter() - t0
-            rows = json.loads(next(Path(out).rglob("results.json")).read_text())
+            rows = read_rows(next(Path(out).rglob("results.json")))
         summary = {row["scorer"]: round(row["auroc"], 4) for row in rows if row["ood_set"] == "mean_far"}
         print(f"run {r}: wall {wall:.1f} s (cores: {os.cpu_count()}); mean_far AUROC: {summary}")
 

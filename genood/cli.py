@@ -92,13 +92,16 @@ class GenoodCLI(LightningCLI):
                 if cb.monitor is None:
                     cb.monitor, cb.filename = "val/loss", "best"
 
-    def run_evaluation(self, scorers: list) -> list[dict]:
-        """OOD evaluation of ``self.model`` as the ``evaluation:`` section says, into the run folder."""
+    def run_evaluation(self, scorers: list, metadata: Optional[dict] = None) -> list[dict]:
+        """OOD evaluation of ``self.model`` as the ``evaluation:`` section says, into the run folder;
+        ``metadata`` (training time, evaluated weights) goes to ``results.json`` with the run's seed."""
         from .evaluation.runner import evaluate
 
         ev = self.config.evaluation
+        meta = {"experiment": self.config.experiment, "run_dir": str(self.run_dir),
+                "seed": self.config.seed_everything, **(metadata or {})}
         return evaluate(self.trainer, self.model, self.datamodule, scorers, run_dir=self.run_dir, plots=ev.plots,
-                        print_table=ev.print_table, bootstrap=ev.bootstrap)
+                        print_table=ev.print_table, bootstrap=ev.bootstrap, metadata=meta)
 
     def save_resolved_config(self) -> None:
         if self.trainer.global_rank == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0:
@@ -106,30 +109,47 @@ class GenoodCLI(LightningCLI):
                              skip_check=True)
 
 
-MODEL_PACKAGES = ("genood.models.baseline", "genood.models.hvae", "genood.models.dte")
-DATA_MODULES = ("genood.data.digits", "genood.data.vision", "genood.data.tabular")
+def _discover(package: str) -> list[str]:
+    """Import every sub-module of ``package`` (a model family folder, a data module) so that its classes
+    register as subclasses; returns one line per module that failed to import, naming the error."""
+    import importlib
+    import pkgutil
+
+    failures = []
+    pkg = importlib.import_module(package)
+    for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{package}."):
+        try:
+            importlib.import_module(info.name)
+        except Exception as e:  # a broken family must be named, never silently dropped
+            failures.append(f"{info.name}: {type(e).__name__}: {e}")
+    return failures
 
 
 def _subclasses(cls) -> list[str]:
+    """Dotted paths of ``cls``'s genood subclasses, shortened to the package a config names
+    (``genood.models.hvae.HVAE`` rather than ``genood.models.hvae.lightning_model.HVAE``)."""
+    import importlib
+
     out = []
     for sub in cls.__subclasses__():
         if sub.__module__.startswith("genood."):
-            out.append(f"{sub.__module__.rsplit('.', 1)[0] if sub.__module__.endswith(('_model', 'lightning_model')) else sub.__module__}.{sub.__name__}")
+            package = sub.__module__.rsplit(".", 1)[0]
+            exported = getattr(importlib.import_module(package), sub.__name__, None) is sub
+            out.append(f"{package if exported else sub.__module__}.{sub.__name__}")
         out += _subclasses(sub)
     return sorted(set(out))
 
 
 def known_classes_hint() -> str:
-    """The genood models and datamodules a config's ``class_path`` may name."""
-    import importlib
-
-    for name in (*MODEL_PACKAGES, *DATA_MODULES):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    return ("\ngenood models (model.class_path): " + ", ".join(_subclasses(GenerativeModel)) +
+    """The genood models and datamodules a config's ``class_path`` may name, found by importing every model
+    family under ``genood/models/`` and every module under ``genood/data/`` (a new family needs no list);
+    a family whose import fails is named with its error."""
+    failures = _discover("genood.models") + _discover("genood.data")
+    text = ("\ngenood models (model.class_path): " + ", ".join(_subclasses(GenerativeModel)) +
             "\ngenood datamodules (data.class_path): " + ", ".join(_subclasses(OODDataModule)) + "\n")
+    if failures:
+        text += "could not import (these classes are missing above):\n" + "".join(f"  {f}\n" for f in failures)
+    return text
 
 
 def build_scorers(model: GenerativeModel, evaluation: EvaluationConfig) -> list:
@@ -185,9 +205,9 @@ def run_folder_scope():
             os.environ.pop(ENV_VAR, None)
 
 
-def report_rows(cli: GenoodCLI, scorers: list, message: str) -> list[dict]:
+def report_rows(cli: GenoodCLI, scorers: list, message: str, metadata: Optional[dict] = None) -> list[dict]:
     """Evaluate, then tell the user where the run folder is (rank 0 only)."""
-    rows = cli.run_evaluation(scorers)
+    rows = cli.run_evaluation(scorers, metadata)
     if cli.trainer.global_rank == 0:
         print(f"{message}run folder: {cli.run_dir}")
     return rows

@@ -38,7 +38,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         cli = GenoodCLI(args=rest)
         scorers = build_scorers(cli.model, cli.config.evaluation)
         load_weights(cli.model, ckpt)
-        return report_rows(cli, scorers, f"evaluated {ckpt}; ")
+        return report_rows(cli, scorers, f"evaluated {ckpt}; ", {"weights": {"source": "checkpoint", "checkpoint": str(Path(ckpt).resolve())}})
 
 
 if __name__ == "__main__":

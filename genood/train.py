@@ -6,6 +6,7 @@ on scikit-learn's digits). ``--ckpt_path <run>/last.ckpt`` resumes training into
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 from .cli import GenoodCLI, build_scorers, load_weights, main_argv, report_rows, run_folder_scope
@@ -18,8 +19,12 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         ckpt = cli.config.ckpt_path
         if ckpt:
             load_weights(cli.model, ckpt)  # a readable, matching checkpoint, or a clear error
+        start = time.perf_counter()
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
-        return report_rows(cli, scorers, "")
+        weights = {"source": "final weights of this training run (last.ckpt)", "epochs_completed": cli.trainer.current_epoch,
+                   "global_step": cli.trainer.global_step, "resumed_from": ckpt}
+        return report_rows(cli, scorers, "", {"train_seconds": round(time.perf_counter() - start, 3),
+                                              "weights": weights})
 
 
 if __name__ == "__main__":

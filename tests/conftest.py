@@ -23,6 +23,18 @@ def run_folders(root: Path, experiment: str = "ppca_digits") -> list[Path]:
     return sorted((Path(root) / experiment).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests run only where torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (gpu marker)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def ppca_run(tmp_path_factory):
     """(output_root, run folder, rows) of one quick baseline run."""

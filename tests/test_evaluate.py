@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import sys
 import pytest
 
 from conftest import REPO, run_folders
+from genood.evaluation.report import read_rows
 
 EVAL_FLAGS = ["--trainer.enable_progress_bar=false", "--evaluation.print_table=false", "--evaluation.plots=false",
               "--trainer.accelerator=cpu"]
@@ -44,7 +44,7 @@ def test_ddp_two_processes_equal_one_process_exactly(ppca_run, tmp_path):
            "--trainer.strategy=ddp", "--trainer.devices=2", f"--output_root={tmp_path}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ddp_rows = json.loads((run_folders(tmp_path)[-1] / "results.json").read_text())
+    ddp_rows = read_rows(run_folders(tmp_path)[-1])
     assert ddp_rows == rows
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -10,13 +9,14 @@ import torch
 
 from conftest import quick_args, run_folders
 from genood.evaluation.metrics import METRIC_NAMES
+from genood.evaluation.report import read_rows
 
 
 def test_run_folder_holds_every_result_file(ppca_run):
     root, run, rows = ppca_run
     for name in ("config.yaml", "last.ckpt", "best.ckpt", "results.json", "results.csv", "results.md", "scores.npz"):
         assert (run / name).is_file(), name
-    saved = json.loads((run / "results.json").read_text())
+    saved = read_rows(run)
     assert saved == rows
     scorers = {r["scorer"] for r in rows}
     assert {"nll", "bpd", "typicality", "complexity"} <= scorers
@@ -35,6 +35,32 @@ def test_run_folder_holds_every_result_file(ppca_run):
     for scorer in scorers:
         assert (run / "plots" / f"hist_{scorer}.png").is_file()
         assert (run / "plots" / f"roc_{scorer}.png").is_file()
+
+
+def test_results_metadata_records_provenance_and_timings(ppca_run):
+    import subprocess
+
+    import lightning
+
+    import genood
+    from genood.evaluation.report import read_results
+
+    _, run, rows = ppca_run
+    meta = read_results(run)["metadata"]
+    assert meta["genood_version"] == genood.__version__
+    assert meta["torch"] == torch.__version__ and meta["lightning"] == lightning.__version__
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=genood.provenance.PACKAGE_DIR.parent,
+                          capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout: the commit is recorded, with a dirty flag
+        assert meta["git_commit"] == head.stdout.strip() and isinstance(meta["git_dirty"], bool)
+    assert meta["seed"] == 0 and meta["world_size"] == 1 and meta["device"].startswith("cpu")
+    assert meta["train_seconds"] > 0 and meta["scoring_seconds"] > 0
+    assert meta["weights"]["epochs_completed"] == 3
+    # every ID test, fit and OOD sample was scored once
+    n_eval = rows[0]["n_id"] + sum(r["n_ood"] for r in rows if r["scorer"] == "nll" and not r["ood_set"].startswith("mean_"))
+    assert sum(s["n"] for s in meta["sets"].values()) == n_eval
+    assert meta["scored_samples"] > n_eval  # plus the fit split (typicality fits on it)
+    assert meta["samples_per_second"] == pytest.approx(meta["scored_samples"] / meta["scoring_seconds"], rel=0.01)
 
 
 def test_scores_npz_reproduces_the_table(ppca_run):

@@ -1,7 +1,8 @@
 """The run folder's result files (design.md, "contract: run folder") and the console table.
 
-``results.json`` (list of rows: scorer, ood_set, group, n_id, n_ood and the six metrics), ``results.csv``,
-``results.md``, ``scores.npz`` (per-sample scores, dataset indices and labels for every scorer and set).
+``results.json`` (``{"metadata": {...}, "rows": [...]}``: provenance, timings and the evaluated weights, then
+one row per scorer and OOD set with n_id, n_ood and the six metrics), ``results.csv``, ``results.md``,
+``scores.npz`` (per-sample scores, dataset indices and labels for every scorer and set).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,10 +21,10 @@ COLUMNS = ("scorer", "ood_set", "group", "n_id", "n_ood", *METRIC_NAMES)
 
 
 def write_results(run_dir: Path, rows: list[dict], scores: dict[str, dict[str, np.ndarray]],
-                  sets: Sequence[SetOutputs]) -> None:
+                  sets: Sequence[SetOutputs], metadata: Optional[dict] = None) -> None:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "results.json").write_text(json.dumps(rows, indent=2))
+    (run_dir / "results.json").write_text(json.dumps({"metadata": metadata or {}, "rows": rows}, indent=2))
     with open(run_dir / "results.csv", "w", newline="") as f:
         extra = [k for k in rows[0] if k not in COLUMNS] if rows else []  # bootstrap intervals
         w = csv.DictWriter(f, fieldnames=[*COLUMNS, *extra], restval="")
@@ -38,6 +39,22 @@ def write_results(run_dir: Path, rows: list[dict], scores: dict[str, dict[str, n
         for scorer, by_set in scores.items():
             arrays[f"score/{scorer}/{es.name}"] = by_set[es.name]
     np.savez(run_dir / "scores.npz", **arrays)
+
+
+def read_results(path: Path) -> dict:
+    """A run's ``results.json`` (the file or its run folder) as ``{"metadata": {...}, "rows": [...]}``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or "rows" not in data:
+        raise ValueError(f"{path} is not a genood results file (expected {{'metadata': ..., 'rows': [...]}})")
+    return data
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The metric rows of a run's ``results.json`` (the file or its run folder)."""
+    return read_results(path)["rows"]
 
 
 def _fmt(v) -> str:

@@ -8,7 +8,7 @@ fits and runs the scorers, computes the metrics and writes the run folder's resu
 
 from __future__ import annotations
 
-import json
+import time
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from ..data.base import EvalSet, OODDataModule
+from ..provenance import provenance
 from ..scoring.base import Scorer
 from .gather import gather_unique
 from .results import SetOutputs, metric_rows, score_sets
@@ -28,8 +29,9 @@ class OODEvaluationCallback(Callback):
     """Collects per-sample outputs of the test loop; at epoch end scores, reports and logs (rank 0)."""
 
     def __init__(self, scorers: Sequence[Scorer], sets: Sequence[tuple[str, str]], run_dir: Optional[Path],
-                 plots: bool = True, print_table: bool = True, bootstrap: int = 0):
+                 plots: bool = True, print_table: bool = True, bootstrap: int = 0, metadata: Optional[dict] = None):
         self.bootstrap = bootstrap
+        self.metadata = dict(metadata or {})
         self.scorers = list(scorers)
         self.sets = list(sets)  # (name, group) per test dataloader, in order; FIT_SET first when used
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -39,6 +41,7 @@ class OODEvaluationCallback(Callback):
         self.scores: Optional[dict] = None
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
         self._buffers = {i: {"index": [], "y": [], "out": []} for i in range(len(self.sets))}
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -70,10 +73,16 @@ class OODEvaluationCallback(Callback):
         sets = collected[1:] if fit is not None else collected
         self.scores = score_sets(self.scorers, fit, sets)
         self.rows = metric_rows(self.scores, sets, bootstrap=self.bootstrap)
+        seconds = time.perf_counter() - self._start
+        n_samples = sum(len(c.index) for c in collected)
+        self.metadata = {**provenance(pl_module.device, world_size=trainer.world_size), **self.metadata,
+                         "scoring_seconds": round(seconds, 3), "scored_samples": int(n_samples),
+                         "samples_per_second": round(n_samples / seconds, 2) if seconds > 0 else None,
+                         "sets": {s.name: {"group": s.group, "n": int(len(s.index))} for s in sets}}
         if self.run_dir is not None:
             from .report import write_results
 
-            write_results(self.run_dir, self.rows, self.scores, sets)
+            write_results(self.run_dir, self.rows, self.scores, sets, self.metadata)
             paths = []
             if self.plots:
                 from .plots import plot_scores
@@ -106,11 +115,13 @@ def _log_results(trainer: Trainer, rows: list[dict], plot_paths: list[Path]) -> 
 
 def evaluate(trainer: Trainer, model: LightningModule, datamodule: OODDataModule, scorers: Sequence[Scorer],
              run_dir: Optional[Path] = None, plots: bool = True, print_table: bool = True,
-             bootstrap: int = 0) -> list[dict]:
+             bootstrap: int = 0, metadata: Optional[dict] = None) -> list[dict]:
     """Score ``model`` on the datamodule's ID test split and OOD sets with ``scorers``; returns metric rows.
 
-    Under ``ddp_spawn`` the rows are computed in the spawned rank-0 process; they are then read back from
-    ``run_dir/results.json``.
+    ``metadata`` (e.g. the seed, training time and which weights are evaluated) is written to
+    ``results.json`` beside the provenance (:func:`genood.provenance.provenance`), the scoring wall time and
+    throughput (samples scored per second, the fit split included). Under ``ddp_spawn`` the rows are
+    computed in the spawned rank-0 process; they are then read back from ``run_dir/results.json``.
     """
     eval_sets: list[EvalSet] = datamodule.test_sets()
     loaders = datamodule.test_dataloader()
@@ -119,7 +130,7 @@ def evaluate(trainer: Trainer, model: LightningModule, datamodule: OODDataModule
         loaders = [datamodule.fit_dataloader(), *loaders]
         sets = [(FIT_SET, "id"), *sets]
     callback = OODEvaluationCallback(scorers, sets, run_dir, plots=plots, print_table=print_table,
-                                     bootstrap=bootstrap)
+                                     bootstrap=bootstrap, metadata=metadata)
     trainer.callbacks.append(callback)
     try:
         with warnings.catch_warnings():  # the sampler's padded repeats are dropped by gather_unique
@@ -130,5 +141,7 @@ def evaluate(trainer: Trainer, model: LightningModule, datamodule: OODDataModule
     if callback.rows is not None:
         return callback.rows
     if run_dir is not None and (Path(run_dir) / "results.json").exists():
-        return json.loads((Path(run_dir) / "results.json").read_text())
+        from .report import read_rows
+
+        return read_rows(run_dir)
     return []

@@ -3,7 +3,6 @@ of the same checkpoint (per-sample scoring noise is keyed by the sample's index,
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO, run_folders
+from genood.evaluation.report import read_rows
 
 FLAGS = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--evaluation.print_table=false",
          "--evaluation.plots=false"]
@@ -27,7 +27,7 @@ def test_ddp_training_and_exact_evaluation(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = run_folders(tmp_path, "hvae_digits")
-    ddp_rows = json.loads((run / "results.json").read_text())
+    ddp_rows = read_rows(run)
     assert {r["ood_set"] for r in ddp_rows} >= {"black", "half_masked", "uniform_noise"}
     assert all(r["n_id"] == 433 for r in ddp_rows)  # every ID test sample once, no padded repeats
 
