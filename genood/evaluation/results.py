@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..scoring.base import Scorer, check_scores
+from ..scoring.base import LABELS_KEY, Scorer, check_scores
 from .metrics import METRIC_NAMES, bootstrap_ci, ood_metrics
 
 
@@ -29,12 +29,16 @@ class SetOutputs:
 
 
 def score_sets(scorers: Sequence[Scorer], fit: Optional[SetOutputs], sets: Sequence[SetOutputs]) -> dict[str, dict[str, np.ndarray]]:
-    """``{scorer: {set: scores [N] as float64 numpy}}``; fitted scorers are fitted on ``fit`` first."""
+    """``{scorer: {set: scores [N] as float64 numpy}}``; fitted scorers are fitted on ``fit`` first (its
+    outputs plus the class labels under ``LABELS_KEY``; scoring never sees labels)."""
     for s in scorers:
         if s.needs_fit:
             if fit is None:
                 raise RuntimeError(f"scorer {s.name!r} needs ID fit statistics but no fit split was collected")
-            s.fit(fit.outputs)
+            if LABELS_KEY in fit.outputs:
+                raise ValueError(f"the model returns an output named {LABELS_KEY!r}, which is reserved for the fit "
+                                 "split's class labels; rename that output")
+            s.fit({**fit.outputs, LABELS_KEY: fit.labels})
     scores: dict[str, dict[str, np.ndarray]] = {}
     for s in scorers:
         scores[s.name] = {}

@@ -7,7 +7,10 @@ only the keys it ``requires`` from that dict, so one pass over the data feeds ev
 
 Scorers that need in-distribution statistics (typicality's entropy, a kNN bank, a GMM) implement
 :meth:`Scorer.fit`, which receives the same kind of dict computed on the ID fit split (gathered over
-all DDP ranks, duplicates dropped, in dataset order). :meth:`Scorer.score` is vectorised over any number
+all DDP ranks, duplicates dropped, in dataset order), plus the fit split's class labels under
+:data:`LABELS_KEY` (``[N]``, −1 where a set has none) for class-conditional statistics (Mahalanobis class
+means, FlowCon's class Gaussians). Labels are never passed to :meth:`Scorer.score`, and a model must not
+return an output named ``LABELS_KEY``. :meth:`Scorer.score` is vectorised over any number
 of rows: the evaluator calls it on gathered outputs.
 
 ``batch_outputs`` lets a scorer compute extra per-sample quantities from the raw batch while the model
@@ -21,6 +24,8 @@ from typing import Mapping, Optional
 import torch
 
 Outputs = Mapping[str, torch.Tensor]
+
+LABELS_KEY = "labels"  # the fit split's class labels, added to the outputs that Scorer.fit receives
 
 
 class Scorer:
@@ -39,7 +44,8 @@ class Scorer:
         return {}
 
     def fit(self, outputs: Outputs) -> None:
-        """Fit ID statistics on the fit split's outputs (only called when ``needs_fit``)."""
+        """Fit ID statistics on the fit split's outputs (only called when ``needs_fit``); ``outputs`` also
+        holds the split's class labels under :data:`LABELS_KEY`."""
 
     def score(self, outputs: Outputs) -> torch.Tensor:  # pragma: no cover - abstract
         """Return a float tensor ``[N]``, higher = more OOD."""
