@@ -90,8 +90,12 @@ class MahalanobisScorer(Scorer):
         self.precision: Optional[torch.Tensor] = None
         self.classes: Optional[torch.Tensor] = None
 
+    def _features64(self, outputs: Outputs) -> torch.Tensor:
+        get_features(outputs, self.key, self.name)  # checks presence and shape
+        return outputs[self.key].flatten(1).double()
+
     def fit(self, outputs: Outputs) -> None:
-        h = get_features(outputs, self.key, self.name).double()
+        h = self._features64(outputs)
         y = fit_labels(outputs, self.name, h.shape[0])
         keep = y >= 0
         h, y = h[keep], y[keep]
@@ -107,7 +111,7 @@ class MahalanobisScorer(Scorer):
         """Squared Mahalanobis distances to every class mean, ``[N, K]`` (float64)."""
         if self.means is None:
             raise RuntimeError(f"scorer {self.name!r} must be fit on ID data before scoring (call fit(outputs))")
-        h = get_features(outputs, self.key, self.name).double()
+        h = self._features64(outputs)
         p, mu = self.precision.to(h.device), self.means.to(h.device)
         hp = h @ p
         # (h - μ)ᵀP(h - μ) = hᵀPh − 2 hᵀPμ + μᵀPμ, all classes in one matmul
