@@ -21,9 +21,17 @@ EMBEDDED = {
     "configs/dte/wine.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
     "configs/dte/digits.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
     "configs/dte/ddpm_wdbc.yaml": {"ddpm_recon"},
+    "configs/classifier/digits.yaml": {"msp", "energy", "mahalanobis", "knn_feature"},
+    "configs/flowcon/digits.yaml": {"flowcon", "flowcon_class", "flowcon_full", "msp", "energy", "mahalanobis",
+                                    "knn_feature"},
 }
+# configs whose one-epoch smoke run needs more: FlowCon needs >= 1 classifier epoch and >= 1 flow epoch
+EXTRA = {"configs/flowcon/digits.yaml": ["--model.init_args.classifier_epochs=1", "--trainer.max_epochs=2"]}
 NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml", "configs/dte/adbench.yaml",
-                   "configs/dte/ddpm_adbench.yaml"]
+                   "configs/dte/ddpm_adbench.yaml", "configs/flowcon/cifar10_resnet18.yaml",
+                   "configs/flowcon/cifar10_wrn40_2.yaml", "configs/flowcon/cifar100_resnet18.yaml",
+                   # needs a classifier run's checkpoint; end to end in tests/data/test_features_data.py
+                   "configs/dte/digits_features.yaml"]
 
 
 def test_every_config_is_covered():
@@ -36,7 +44,7 @@ def test_every_config_is_covered():
 def test_embedded_config_runs_end_to_end(config, tmp_path):
     from genood.train import main
 
-    rows = main(["--config", str(REPO / config), f"--output_root={tmp_path}", *FAST])
+    rows = main(["--config", str(REPO / config), f"--output_root={tmp_path}", *FAST, *EXTRA.get(config, [])])
     assert {r["scorer"] for r in rows} == EMBEDDED[config]
     assert all(math.isfinite(r[m]) for r in rows for m in ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr80", "autc"))
     assert len(list(tmp_path.rglob("results.json"))) == 1
