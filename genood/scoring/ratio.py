@@ -123,8 +123,8 @@ class LikelihoodRatio(Ratio):
         if first is not None and first.device != x.device:
             model.to(x.device)
         model.eval()
-        with torch.inference_mode():
-            out = model.score_outputs(x)
+        with torch.inference_mode():  # the samples' indices key a stochastic background's noise (DDP-exact)
+            out = model.score_outputs(x, index=batch.get("index"))
         if "log_prob" not in out:
             raise ValueError(f"scorer {self.name!r}: the background model {type(model).__name__} does not return "
                              f"'log_prob' from score_outputs (it returns {sorted(out)})")
