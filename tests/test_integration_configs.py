@@ -21,9 +21,13 @@ EMBEDDED = {
     "configs/dte/wine.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
     "configs/dte/digits.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
     "configs/dte/ddpm_wdbc.yaml": {"ddpm_recon"},
+    "configs/flow/digits.yaml": {"nll", "bpd", "typicality", "complexity"},
+    "configs/flow/digits_background.yaml": {"nll", "bpd", "typicality", "complexity"},
 }
 NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml", "configs/dte/adbench.yaml",
-                   "configs/dte/ddpm_adbench.yaml"]
+                   "configs/dte/ddpm_adbench.yaml", "configs/flow/fashionmnist.yaml",
+                   "configs/flow/fashionmnist_background.yaml", "configs/flow/cifar10.yaml",
+                   "configs/flow/cifar10_background.yaml", "configs/flow/cifar10_realnvp.yaml"]
 
 
 def test_every_config_is_covered():
