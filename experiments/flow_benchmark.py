@@ -1,21 +1,24 @@
 """Image-flow benchmark on the embedded digits: the likelihood family's AUROC per OOD set over seeds, wall times
 and scoring throughput, through the same CLI a user runs.
 
-    python experiments/flow_benchmark.py [--seeds 0 1 2] [--config configs/flow/digits.yaml]
+    python experiments/flow_benchmark.py [--seeds 0 1 2] [--jobs 1] [--config configs/flow/digits.yaml]
         [--background configs/flow/digits_background.yaml] [--output_root checkpoints/flow_benchmark]
-        [--extra --trainer.max_epochs=50 ...] [--out FILE.json]
+        [--out FILE.json] [--extra --trainer.max_epochs=50 ...]
 
 For every seed S: ``python -m genood.train --config <background> --seed_everything=S --data.init_args.seed=S``
 (Ren et al.'s background flow), then the main flow with ``--evaluation.background_ckpt <background>/last.ckpt``,
 so one results table holds ``nll``, ``bpd``, ``typicality``, ``complexity`` and ``likelihood_ratio``. Prints
 AUROC mean ± std over seeds per (scorer, OOD set), the ID test bits/dim, training and scoring wall times and the
-samples/s the evaluator records in results.json's metadata.
+samples/s the evaluator records in results.json's metadata. ``--jobs N`` runs N seeds at once (each run is
+its own ``python -m genood.train`` process; wall times then include the contention between them).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,19 +30,32 @@ SCORERS = ["nll", "bpd", "typicality", "complexity", "likelihood_ratio"]
 
 
 def run(config: Path, seed: int, output_root: Path, extra: list[str], *more: str) -> tuple[Path, float]:
-    """One ``python -m genood.train`` run in this process; returns its run folder and wall seconds."""
-    from genood.evaluation.report import read_results
-    from genood.train import main
-
+    """One ``python -m genood.train`` process; returns its run folder and wall seconds."""
     root = output_root / f"seed{seed}"
+    cmd = [sys.executable, "-m", "genood.train", "--config", str(config), f"--output_root={root}",
+           f"--seed_everything={seed}", f"--data.init_args.seed={seed}", "--trainer.enable_progress_bar=false",
+           "--trainer.enable_model_summary=false", "--evaluation.print_table=false", "--evaluation.plots=false",
+           *extra, *more]
     start = time.perf_counter()
-    main(["--config", str(config), f"--output_root={root}", f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
-          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--evaluation.print_table=false",
-          "--evaluation.plots=false", *extra, *more])
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     runs = sorted((p.parent for p in root.rglob("results.json")), key=lambda p: p.stat().st_mtime)
-    read_results(runs[-1])  # validates the file
     return runs[-1], wall
+
+
+def one_seed(args, seed: int) -> dict:
+    """Background run, then the main run scored with the background's likelihood ratio."""
+    from genood.evaluation.report import read_results
+
+    bg_dir, bg_wall = run(args.background, seed, args.output_root / "background", args.extra)
+    main_dir, main_wall = run(args.config, seed, args.output_root / "main", args.extra,
+                              f"--evaluation.background_ckpt={bg_dir / 'last.ckpt'}")
+    res = read_results(main_dir)
+    print(f"seed {seed}: background {bg_wall:.0f} s, main {main_wall:.0f} s -> {main_dir}", flush=True)
+    return {"seed": seed, "rows": res["rows"], "meta": res["metadata"], "bg_wall": bg_wall, "main_wall": main_wall,
+            "id_bpd": id_bits_per_dim(main_dir)}
 
 
 def id_bits_per_dim(run_dir: Path) -> float:
@@ -54,31 +70,28 @@ def main() -> None:
     p.add_argument("--config", type=Path, default=ROOT / "configs/flow/digits.yaml")
     p.add_argument("--background", type=Path, default=ROOT / "configs/flow/digits_background.yaml")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once")
     p.add_argument("--output_root", type=Path, default=ROOT / "checkpoints/flow_benchmark")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more CLI overrides for both runs")
     p.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
     args = p.parse_args()
-    from genood.evaluation.report import read_results
+    from concurrent.futures import ThreadPoolExecutor
 
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda s: one_seed(args, s), args.seeds))
     auroc = defaultdict(list)
     info = defaultdict(list)
-    for seed in args.seeds:
-        bg_dir, bg_wall = run(args.background, seed, args.output_root / "background", args.extra)
-        main_dir, main_wall = run(args.config, seed, args.output_root / "main", args.extra,
-                                  f"--evaluation.background_ckpt={bg_dir / 'last.ckpt'}")
-        res = read_results(main_dir)
-        meta = res["metadata"]
-        for r in res["rows"]:
-            if r["ood_set"].startswith("mean_"):
-                continue
-            auroc[(r["scorer"], r["ood_set"])].append(r["auroc"])
-        info["background_wall_s"].append(bg_wall)
-        info["main_wall_s"].append(main_wall)
+    for r in results:
+        for row in r["rows"]:
+            if not row["ood_set"].startswith("mean_"):
+                auroc[(row["scorer"], row["ood_set"])].append(row["auroc"])
+        meta = r["meta"]
+        info["background_wall_s"].append(r["bg_wall"])
+        info["main_wall_s"].append(r["main_wall"])
         info["main_train_s"].append(meta["train_seconds"])
         info["main_scoring_s"].append(meta["scoring_seconds"])
         info["samples_per_s"].append(meta["samples_per_second"])
-        info["id_test_bpd"].append(id_bits_per_dim(main_dir))
-        print(f"seed {seed}: background {bg_wall:.0f} s, main {main_wall:.0f} s -> {main_dir}", flush=True)
+        info["id_test_bpd"].append(r["id_bpd"])
 
     sets = sorted({s for _, s in auroc}, key=lambda s: [k[1] for k in auroc].index(s))
     scorers = [s for s in SCORERS if any(k[0] == s for k in auroc)]
