@@ -200,6 +200,8 @@ class FlowNetwork(nn.Module):
             warnings.filterwarnings("ignore", message=".*torch.lu is deprecated.*")
             self.flow = nf.MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
         self.latent_shapes = latent_shapes[::-1]
+        self._initialized = False  # cache of the ActNorm flags (reading them syncs with the GPU)
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_initialized", False))
 
     # ---- ActNorm's data-dependent initialisation (Glow §3.1) ---------------------------------------------
     def actnorms(self) -> list:
@@ -207,8 +209,11 @@ class FlowNetwork(nn.Module):
 
     @property
     def initialized(self) -> bool:
-        """Whether every ActNorm has run its data-dependent initialisation (always true without ActNorm)."""
-        return all(bool(m.data_dep_init_done > 0) for m in self.actnorms())
+        """Whether every ActNorm has run its data-dependent initialisation (always true without ActNorm).
+        Read from the layers' flags until true, then cached (a loaded state dict resets the cache)."""
+        if not self._initialized:
+            self._initialized = all(bool(m.data_dep_init_done > 0) for m in self.actnorms())
+        return self._initialized
 
     @torch.no_grad()
     def initialize(self, u: torch.Tensor) -> None:

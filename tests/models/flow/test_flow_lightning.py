@@ -47,6 +47,12 @@ def test_actnorm_is_initialised_on_the_first_training_batch():
     x = _digits_like(64, seed=1)
     m.loss({"x": x})
     assert m.net.initialized
+    fresh = ImageFlow((1, 8, 8), **SMALL)
+    fresh.load_state_dict(m.state_dict())
+    assert fresh.net.initialized      # the initialisation is part of the weights
+    m.load_state_dict(ImageFlow((1, 8, 8), **SMALL).state_dict())
+    assert not m.net.initialized      # and loading un-initialised weights undoes it
+    m.loss({"x": x})
     # the data-side level's first step: squeeze, then its first layer in the data → latent direction is ActNorm
     level = m.net.flow.flows[-1]
     step = level[-2]                       # the GlowBlock nearest the data (normflows runs the list backwards)
@@ -59,6 +65,36 @@ def test_actnorm_is_initialised_on_the_first_training_batch():
     # a fresh noise draw: moments close to, not exactly, the initialisation batch's
     assert out.mean(dim=(0, 2, 3)).abs().max() < 0.1
     assert (out.std(dim=(0, 2, 3)) - 1).abs().max() < 0.1
+
+
+def test_background_flow_from_a_checkpoint_scores_each_sample_with_its_index(tmp_path):
+    """Ren et al.'s background: the same flow trained with PerturbInputs, loaded from its checkpoint by the
+    likelihood_ratio scorer. The scorer passes the samples' indices, so the background's dequantization noise
+    is keyed like the main model's and the ratio does not depend on the batch (exact under DDP)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from genood.data.base import IndexedDataset
+    from genood.scoring import LikelihoodRatio
+    from genood.scoring.ratio import PerturbInputs
+
+    L.seed_everything(0, verbose=False)
+    data = IndexedDataset(_digits_like(128, seed=2), torch.zeros(128, dtype=torch.long))
+    background = ImageFlow((1, 8, 8), **SMALL)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[PerturbInputs(mu=0.2)])
+    trainer.fit(background, DataLoader(data, batch_size=64))
+    trainer.save_checkpoint(tmp_path / "bg.ckpt")
+    background.eval()
+    lr = LikelihoodRatio(background_ckpt=str(tmp_path / "bg.ckpt"), model_class="genood.models.flow.ImageFlow")
+    x, index = _digits_like(8, seed=3), torch.arange(50, 58)
+    with torch.inference_mode():
+        expected = background.score_outputs(x, index=index)["log_prob"]
+        got = lr.batch_outputs({"x": x, "index": index})["background_log_prob"]
+        got_shuffled = lr.batch_outputs({"x": x.flip(0), "index": index.flip(0)})["background_log_prob"]
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got_shuffled, expected.flip(0))
+    assert lr.background.net.initialized  # ActNorm's initialisation travels with the checkpoint
 
 
 def test_score_is_the_same_alone_in_a_shuffled_batch_and_in_chunks():
