@@ -1,7 +1,7 @@
 """Multiscale image normalizing flows (RealNVP, Dinh et al. ICLR 2017; Glow, Kingma & Dhariwal NeurIPS 2018)
 built from normflows 1.7.3 parts, as a plain ``nn.Module``.
 
-Change of variables (RealNVP eq. 3): for an invertible f with z = f(y),
+Change of variables (RealNVP §3.1): for an invertible f with z = f(y),
 
     log p_Y(y) = log p_Z(f(y)) + log |det ∂f/∂y|,
 
