@@ -104,11 +104,11 @@ def test_score_is_the_same_alone_in_a_shuffled_batch_and_in_chunks():
     with torch.inference_mode():
         full = m.score_outputs(x, index=index)["log_prob"]
         shuffled = m.score_outputs(x[perm], index=index[perm])["log_prob"]
-        alone = torch.stack([m.score_outputs(x[i:i + 1], index=index[i:i + 1])["log_prob"][0] for i in range(10)])
+        alone = torch.stack([m.score_outputs(x[i:i + 1], index=index[i:i + 1])["log_prob"][0] for i in range(4)])
         m.score_max_rows = 4
         chunked = m.score_outputs(x, index=index)["log_prob"]
     torch.testing.assert_close(shuffled, full[perm])
-    torch.testing.assert_close(alone, full, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(alone, full[:4], atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(chunked, full, atol=1e-4, rtol=1e-5)
 
 
