@@ -24,6 +24,8 @@ EMBEDDED = {
     "configs/classifier/digits.yaml": {"msp", "energy", "mahalanobis", "knn_feature"},
     "configs/flowcon/digits.yaml": {"flowcon", "flowcon_class", "flowcon_full", "msp", "energy", "mahalanobis",
                                     "knn_feature"},
+    "configs/flow/digits.yaml": {"nll", "bpd", "typicality", "complexity"},
+    "configs/flow/digits_background.yaml": {"nll", "bpd", "typicality", "complexity"},
 }
 # configs whose one-epoch smoke run needs more: FlowCon needs >= 1 classifier epoch and >= 1 flow epoch
 EXTRA = {"configs/flowcon/digits.yaml": ["--model.init_args.classifier_epochs=1", "--trainer.max_epochs=2"]}
@@ -31,7 +33,9 @@ NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml"
                    "configs/dte/ddpm_adbench.yaml", "configs/flowcon/cifar10_resnet18.yaml",
                    "configs/flowcon/cifar10_wrn40_2.yaml", "configs/flowcon/cifar100_resnet18.yaml",
                    # needs a classifier run's checkpoint; end to end in tests/data/test_features_data.py
-                   "configs/dte/digits_features.yaml"]
+                   "configs/dte/digits_features.yaml", "configs/flow/fashionmnist.yaml",
+                   "configs/flow/fashionmnist_background.yaml", "configs/flow/cifar10.yaml",
+                   "configs/flow/cifar10_background.yaml", "configs/flow/cifar10_realnvp.yaml"]
 
 
 def test_every_config_is_covered():

@@ -91,8 +91,8 @@ class LikelihoodRatio(Ratio):
     The main model provides ``log_prob``; the background θ0 is either a model object (``background``) or a
     checkpoint (``background_ckpt``, loaded lazily on first use, class from ``model_class`` or the
     checkpoint). ``batch_outputs`` runs θ0 on each raw batch (moved to the batch's device, eval mode,
-    ``torch.inference_mode``) and returns ``{background_key: log p_θ0(x)}``; θ0 must expose ``log_prob`` in
-    its ``score_outputs``.
+    ``torch.inference_mode``, with the batch's ``index`` when it has one, as the test loop passes it to the main
+    model) and returns ``{background_key: log p_θ0(x)}``; θ0 must expose ``log_prob`` in its ``score_outputs``.
     """
 
     name = "likelihood_ratio"
@@ -123,8 +123,10 @@ class LikelihoodRatio(Ratio):
         if first is not None and first.device != x.device:
             model.to(x.device)
         model.eval()
+        # the samples' dataset indices key a stochastic background's scoring noise (batch- and rank-invariant)
+        kwargs = {"index": batch["index"]} if "index" in batch else {}
         with torch.inference_mode():
-            out = model.score_outputs(x)
+            out = model.score_outputs(x, **kwargs)
         if "log_prob" not in out:
             raise ValueError(f"scorer {self.name!r}: the background model {type(model).__name__} does not return "
                              f"'log_prob' from score_outputs (it returns {sorted(out)})")
