@@ -24,6 +24,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per cell (OMP_NUM_THREADS; default: cores / jobs when jobs > 1)")
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids handed out to the job slots, e.g. 0,1,2,3")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a CLI override added to every training entry, e.g. trainer.max_epochs=5 (repeatable; "
+                        "changes the cells' keys, so they run as new cells)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds replacing the file's, e.g. 0,1")
     p.add_argument("--metric", choices=METRIC_NAMES, default=None, help="table metric (default: the file's, else auroc)")
     p.add_argument("--decimals", type=int, default=1, help="decimals of the percentages (default 1)")
@@ -45,6 +48,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         k, v = item.split("=", 1)
         params[k] = v
     a.params = params
+    for item in a.override:
+        if "=" not in item:
+            p.error(f"--override expects KEY=VALUE, got {item!r}")
+    a.override = ["--" + item.lstrip("-") for item in a.override]
     if a.seeds is not None:
         try:
             a.seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
@@ -70,6 +77,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
         bench.seeds = a.seeds
         for e in bench.entries:
             e.seeds = list(a.seeds)
+    for e in bench.entries:
+        if e.source is None:
+            e.overrides = e.overrides + a.override
     out = Path(a.out) if a.out else Path("benchmarks") / bench.name
     try:
         cells = bench.cells(out)

@@ -256,8 +256,7 @@ def heatmap(path: Path, bench: Benchmark, tables: Sequence[Table], decimals: int
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(widths, default=6), sum(heights) or 3), squeeze=False,
                              gridspec_kw={"height_ratios": heights or [1]})
     higher = tables[0].metric in ("auroc", "aupr_in", "aupr_out") if tables else True
-    cmap = matplotlib.colormaps["RdYlGn" if higher else "RdYlGn_r"].copy()
-    cmap.set_bad("#dddddd")
+    cmap = matplotlib.colormaps["RdYlGn" if higher else "RdYlGn_r"].with_extremes(bad="#dddddd")
     for ax, t in zip(axes[:, 0], panels):
         m = np.array([[r.values[c.key].mean if r.values[c.key].mean is not None else np.nan for c in t.columns]
                       for r in t.rows], dtype=float).reshape(len(t.rows), len(t.columns))

@@ -9,6 +9,7 @@ same DDP-exact gathering, metrics, run folder and provenance. Use it on any conf
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence, Union
 
 import torch
@@ -59,6 +60,11 @@ class ClassicalPeers(GenerativeModel):
         raise RuntimeError("ClassicalPeers has no training loss: its detectors fit on the ID fit split at "
                            "evaluation time (use trainer.max_epochs=0)")
 
+    def setup(self, stage: str) -> None:
+        # Lightning warns that a fit without an optimizer runs without one: for the peers that is the point
+        warnings.filterwarnings("ignore", message=r".*configure_optimizers. returned .None., this fit will run "
+                                                  "with no optimizer")
+
     def on_train_start(self) -> None:
         self.trainer.should_stop = True
 
@@ -72,4 +78,4 @@ class ClassicalPeers(GenerativeModel):
         return None
 
     def configure_optimizers(self):
-        return None
+        return None  # nothing to optimise (see setup)
