@@ -265,8 +265,9 @@ def heatmap(path: Path, bench: Benchmark, tables: Sequence[Table], decimals: int
         ax.set_yticks(range(len(t.rows)), [r.label for r in t.rows], fontsize=8)
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                txt = "–" if np.isnan(m[i, j]) else f"{m[i, j] * SCALE:.{decimals}f}"
-                weight = "bold" if t.rows[i].values[t.columns[j].key].best else "normal"
+                v = t.rows[i].values[t.columns[j].key]
+                txt = value_text(v, decimals).split(" ± ")[0] if v.mean is None else f"{m[i, j] * SCALE:.{decimals}f}"
+                weight = "bold" if v.best else "normal"
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7, fontweight=weight)
         ax.set_title((f"{bench.name}" + (f": {t.name}" if t.name else "")) + f" ({METRIC_TITLES[t.metric]} %)",
                      fontsize=9)

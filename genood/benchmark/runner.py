@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
+from ..run_dir import ENV_VAR as RUN_DIR_ENV
 from .spec import Benchmark, Cell
 
 FINISHED, FAILED, MISSING = "finished", "failed", "missing"
@@ -162,6 +163,7 @@ def run_benchmark(bench: Benchmark, cells: Sequence[Cell], jobs: int = 1, thread
     if threads is None and jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
     base_env = dict(os.environ)
+    base_env.pop(RUN_DIR_ENV, None)  # each cell claims its own run folder (--run_dir)
     base_env.setdefault("WANDB_SILENT", "true")
     if threads:
         base_env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))

@@ -256,3 +256,42 @@ def test_error_line_picks_the_message():
     assert error_line(jsonarg) == "ValueError: PPCANetwork: latent_dim must be in [1, num_dims=64], got 0"
     assert error_line("usage: x\nx: error: unrecognized arguments: --foo\n") == "x: error: unrecognized arguments: --foo"
     assert error_line("Killed\n") == "Killed"
+
+
+def test_tables_of_several_tasks_with_a_failed_seed(tmp_path, monkeypatch):
+    """Synthetic run folders: one row per label across tasks, the mean over tasks per seed, a failed seed
+    shown as (1/2 seeds), lower-is-better metrics bold the minimum."""
+    from genood.benchmark.render import markdown
+    from genood.benchmark.table import build_tables, collect
+
+    monkeypatch.chdir(REPO)
+    b = _spec(tmp_path, [{"name": "m", "config": "configs/dte/wdbc.yaml",
+                          "for_each": {"data.init_args.dataset": ["wdbc", "wine"]},
+                          "rows": {"s1": "one", "s2": {"label": "two", "paper": {"fpr95": {"wine": 0.5}},
+                                                       "source": "x"}}}])
+    cells = b.cells(tmp_path / "out")
+    values = {("wdbc", 0): (0.9, 0.2), ("wdbc", 1): (0.7, 0.4), ("wine", 0): (0.5, 0.1), ("wine", 1): (0.3, 0.3)}
+    for c in cells:
+        task = c.entry.values["dataset"]
+        if (task, c.seed) == ("wine", 1):  # this cell failed
+            c.status_path.parent.mkdir(parents=True, exist_ok=True)
+            c.status_path.write_text(json.dumps({"status": "failed", "error": "RuntimeError: boom"}))
+            continue
+        c.run_dir.mkdir(parents=True)
+        rows = [{"scorer": s, "ood_set": "anomalies", "group": "far", "fpr95": v, "auroc": 1 - v}
+                for s, v in zip(("s1", "s2"), values[(task, c.seed)])]
+        (c.run_dir / "results.json").write_text(json.dumps({"metadata": {
+            "sets": {task: {"group": "id"}, "anomalies": {"group": "far"}}, "git_commit": "abc"}, "rows": rows}))
+    results = collect(cells)
+    (t,) = build_tables(b, results, "fpr95")
+    assert [c.label for c in t.columns] == ["wdbc", "wine", "mean"]
+    one, two = t.rows
+    assert one.values[("wdbc", "anomalies")].mean == pytest.approx(0.8)
+    assert one.values[("wdbc", "anomalies")].std == pytest.approx(0.1)
+    assert one.values[("wine", "anomalies")].seeds == [0]
+    assert one.values[("", "mean")].per_seed == {0: pytest.approx((0.9 + 0.5) / 2)}  # seed 1 lacks wine
+    assert two.values[("wdbc", "anomalies")].best and not one.values[("wdbc", "anomalies")].best  # 0.3 < 0.8
+    assert two.values[("wine", "anomalies")].paper == 0.5 and two.values[("wdbc", "anomalies")].paper is None
+    md = markdown(b, [t], results)
+    assert "50.0 ± 0.0 (1/2 seeds)" in md and "RuntimeError: boom" in md
+    assert "| wine | paper | Δ |" in md.replace("| wdbc ", "")
