@@ -17,7 +17,7 @@ from ..evaluation.metrics import METRIC_NAMES
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m genood.benchmark", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m genood.benchmark", description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="benchmark file, e.g. experiments/benchmarks/digits.yaml")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel (default 1)")
@@ -93,7 +93,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                                                  gpus=a.gpus.split(",") if a.gpus else None)
     metric = a.metric or bench.metric
     results = collect(cells)
-    tables = build_tables(bench, results, metric)
+    tables = build_tables(bench, results, metric, a.decimals)
     paths = write_all(out, bench, tables, results, metric, a.decimals)
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))

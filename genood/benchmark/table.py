@@ -133,8 +133,9 @@ def _paper_value(spec_paper: dict, metric: str, col: Column, sets_of_task: list[
     return next((values[k] for k in candidates if k in values), None)
 
 
-def build_tables(bench: Benchmark, results: Sequence[CellResult], metric: str) -> list[Table]:
-    """The benchmark's tables for one metric (``metric`` as in ``results.json``, a fraction)."""
+def build_tables(bench: Benchmark, results: Sequence[CellResult], metric: str, decimals: int = 1) -> list[Table]:
+    """The benchmark's tables for one metric (``metric`` as in ``results.json``, a fraction); the best of
+    each column is judged on the values as printed (percent with ``decimals`` decimals)."""
     tables = []
     for tname in bench.tables:
         res = [r for r in results if r.cell.entry.table == tname]
@@ -186,7 +187,7 @@ def build_tables(bench: Benchmark, results: Sequence[CellResult], metric: str) -
                                     is not None), None)
                 row.values[col.key] = value
             rows.append(row)
-        _mark_best(rows, columns, metric)
+        _mark_best(rows, columns, metric, decimals)
         tables.append(Table(tname, metric, columns, rows, list(bench.seeds)))
     return tables
 
@@ -251,11 +252,11 @@ def row_warnings(results: Sequence[CellResult]) -> list[str]:
     return out
 
 
-def _mark_best(rows: list[Row], columns: list[Column], metric: str) -> None:
-    """Bold the best mean of each column (ties, as displayed to 4 decimals of the fraction, all bold)."""
+def _mark_best(rows: list[Row], columns: list[Column], metric: str, decimals: int) -> None:
+    """Mark the best mean of each column as printed (percent, ``decimals`` decimals); printed ties all win."""
     higher = HIGHER_IS_BETTER[metric]
     for col in columns:
-        vals = [(r, round(r.values[col.key].mean, 4)) for r in rows if r.values[col.key].mean is not None]
+        vals = [(r, round(100 * r.values[col.key].mean, decimals)) for r in rows if r.values[col.key].mean is not None]
         if len(vals) < 2:
             continue
         best = max(v for _, v in vals) if higher else min(v for _, v in vals)

@@ -131,3 +131,18 @@ def test_peers_train_nothing_and_seed_the_forest_from_the_run():
     assert out["features"].shape == (4, 13)
     with pytest.raises(ValueError, match="knn_neighbors"):
         ClassicalPeers(input_shape=(13,), knn_neighbors=0)
+
+
+@pytest.mark.gpu
+def test_peers_score_on_cuda_as_on_the_cpu():
+    from genood.scoring.knn import KNNScorer
+
+    g = torch.Generator().manual_seed(0)
+    train, query = torch.randn(600, 8, generator=g), torch.randn(80, 8, generator=g) * 2
+    for make in (ECODScorer, lambda: KNNScorer(k=5), lambda: IsolationForestScorer(random_state=0)):
+        cpu, gpu = make(), make()
+        cpu.fit({"features": train})
+        gpu.fit({"features": train.cuda()})
+        s_gpu = gpu.score({"features": query.cuda()})
+        assert s_gpu.device.type == "cuda"
+        torch.testing.assert_close(s_gpu.cpu().double(), cpu.score({"features": query}).double(), rtol=1e-5, atol=1e-5)
