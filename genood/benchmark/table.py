@@ -41,6 +41,7 @@ class CellResult:
     wall_seconds: Optional[float] = None
     rows: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
+    sibling_task: Optional[str] = None  # an unfinished cell's task, from a finished seed of the same entry
 
     @property
     def id_set(self) -> Optional[str]:
@@ -48,7 +49,8 @@ class CellResult:
 
     @property
     def task(self) -> Optional[str]:
-        return self.cell.entry.task or self.id_set
+        """The column group: the entry's ``task``, else the run's ID test set (None while unknown)."""
+        return self.cell.entry.task or self.id_set or self.sibling_task
 
 
 def collect(cells: Sequence[Cell]) -> list[CellResult]:
@@ -63,6 +65,10 @@ def collect(cells: Sequence[Cell]) -> list[CellResult]:
             except (OSError, ValueError) as e:
                 res.status, res.error = FAILED, f"unreadable results.json: {e}"
         out.append(res)
+    known = {r.cell.entry.name: r.task for r in out if r.status == FINISHED}
+    for r in out:
+        if r.status != FINISHED:
+            r.sibling_task = known.get(r.cell.entry.name)
     return out
 
 

@@ -292,6 +292,7 @@ def test_tables_of_several_tasks_with_a_failed_seed(tmp_path, monkeypatch):
     assert one.values[("", "mean")].per_seed == {0: pytest.approx((0.9 + 0.5) / 2)}  # seed 1 lacks wine
     assert two.values[("wdbc", "anomalies")].best and not one.values[("wdbc", "anomalies")].best  # 0.3 < 0.8
     assert two.values[("wine", "anomalies")].paper == 0.5 and two.values[("wdbc", "anomalies")].paper is None
+    assert one.values[("wdbc", "anomalies")].expected == 2  # the failed wine cell does not count against wdbc
     md = markdown(b, [t], results)
     assert "50.0 ± 0.0 (1/2 seeds)" in md and "RuntimeError: boom" in md
     assert "| wine | paper | Δ |" in md.replace("| wdbc ", "")
