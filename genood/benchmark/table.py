@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..evaluation.report import read_results
-from .runner import FAILED, FINISHED, MISSING, cell_status
+from .runner import FAILED, FINISHED, MISSING, cell_status, read_status
 from .spec import Benchmark, Cell
 
 HIGHER_IS_BETTER = {"auroc": True, "aupr_in": True, "aupr_out": True, "fpr95": False, "fpr80": False, "autc": False}
@@ -298,6 +298,7 @@ def cell_record(r: CellResult, root: Path) -> dict:
             "seed": r.cell.seed, "key": r.cell.key, "status": r.status, "error": r.error,
             "run_dir": rel(r.cell.run_dir), "log": rel(r.cell.log_path),
             "source_cell": r.cell.source.key if r.cell.source else None,
+            "command": read_status(r.cell).get("command"),
             "wall_seconds": r.wall_seconds, "train_seconds": md.get("train_seconds"),
             "scoring_seconds": md.get("scoring_seconds"), "samples_per_second": md.get("samples_per_second"),
             "scored_samples": md.get("scored_samples"), "git_commit": md.get("git_commit"),

@@ -296,3 +296,22 @@ def test_tables_of_several_tasks_with_a_failed_seed(tmp_path, monkeypatch):
     md = markdown(b, [t], results)
     assert "50.0 ± 0.0 (1/2 seeds)" in md and "RuntimeError: boom" in md
     assert "| wine | paper | Δ |" in md.replace("| wdbc ", "")
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (REPO / "experiments/benchmarks").glob("*.yaml")))
+def test_shipped_benchmark_files_load(path, tmp_path, monkeypatch):
+    import numpy as np
+
+    from genood.benchmark import load_benchmark
+
+    monkeypatch.chdir(REPO)
+    params = {}
+    if path == "adbench.yaml":  # a folder with one ADBench-style file
+        np.savez(tmp_path / "4_toy.npz", X=np.random.default_rng(0).normal(size=(40, 3)), y=np.r_[np.zeros(35), np.ones(5)])
+        params = {"adbench_root": str(tmp_path)}
+    b = load_benchmark(REPO / "experiments/benchmarks" / path, params)
+    cells = b.cells(tmp_path / "out")
+    assert cells and all(c.entry.rows for c in cells)  # every shipped entry names its rows
+    assert any("peers/overlay.yaml" in " ".join(c.entry.configs) for c in cells)  # the peers are in every table
+    for t in b.tables:
+        assert any("overlay" in " ".join(c.entry.configs) for c in cells if c.entry.table == t)
