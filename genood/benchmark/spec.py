@@ -23,6 +23,7 @@ overrides and the seed, so a finished cell is recognised on the next invocation 
         task: digits                 # column group (default: the name of the run's ID test set)
         table: Images                # which table of the benchmark (default: the first)
         seeds: [0]                   # this entry's seeds (default: the benchmark's)
+        seed_keys: [seed_everything, data.init_args.seed, model.init_args.recon_seed]  # (default: the benchmark's)
         for_each: {data.init_args.dataset: [wdbc, wine]}   # one expanded entry per value (grid)
       - name: ddpm_released
         from: ddpm                   # re-score each cell of entry "ddpm" (same seed) with these overrides
@@ -50,7 +51,7 @@ from ..evaluation.metrics import METRIC_NAMES
 DEFAULT_SEED_KEYS = ("seed_everything", "data.init_args.seed")
 QUIET_ARGS = ("--evaluation.print_table=false", "--trainer.enable_progress_bar=false",
               "--trainer.enable_model_summary=false")
-ENTRY_KEYS = {"name", "config", "overrides", "rows", "task", "table", "seeds", "for_each", "from"}
+ENTRY_KEYS = {"name", "config", "overrides", "rows", "task", "table", "seeds", "seed_keys", "for_each", "from"}
 TOP_KEYS = {"name", "title", "seeds", "seed_keys", "metric", "params", "overrides", "entries", "description"}
 ROW_KEYS = {"label", "paper", "source"}
 
@@ -83,6 +84,7 @@ class Entry:
     table: str
     source: Optional[str] = None   # name of the entry whose checkpoints this one re-scores
     values: dict[str, Any] = field(default_factory=dict)  # this expansion's for_each values
+    seed_keys: Optional[tuple[str, ...]] = None  # CLI keys the seed is written to (None: the benchmark's)
 
     @property
     def slug(self) -> str:
@@ -118,6 +120,8 @@ class Cell:
         return self.run_dir.with_name(self.run_dir.name + ".cell.json")
 
     def argv(self, seed_keys: tuple[str, ...], python: str = sys.executable) -> list[str]:
+        """The cell's command; the seed goes to ``seed_keys`` (the entry's own keys take precedence)."""
+        seed_keys = self.entry.seed_keys or seed_keys
         if self.source is not None:
             return [python, "-m", "genood.evaluate", "--ckpt_path", str(self.source.run_dir / "last.ckpt"),
                     f"--run_dir={self.run_dir}", *QUIET_ARGS, *self.entry.overrides]
@@ -150,7 +154,7 @@ class Benchmark:
                     if source is None:
                         raise BenchmarkSpecError(f"{self.path}: entry {e.name!r} re-scores {e.source!r} seed {s}, "
                                                  f"but {e.source!r} has no seed {s}")
-                key = cell_key(e, s, self.seed_keys, source.key if source else None)
+                key = cell_key(e, s, e.seed_keys or self.seed_keys, source.key if source else None)
                 cell = Cell(e, s, key, out_dir / "runs" / e.slug / f"seed{s}-{key}", source)
                 by_entry[(e.name, s)] = cell
                 cells.append(cell)
@@ -304,15 +308,20 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
         if base in expansions:
             raise BenchmarkSpecError(f"{where}: entry name {base!r} is used twice")
         rows = _rows(e.get("rows"), where)
+        entry_seed_keys = e.get("seed_keys")
+        if entry_seed_keys is not None and (not isinstance(entry_seed_keys, list) or
+                                            not all(isinstance(k, str) for k in entry_seed_keys)):
+            raise BenchmarkSpecError(f"{where}: seed_keys must be a list of CLI keys, got {entry_seed_keys!r}")
+        entry_seed_keys = tuple(entry_seed_keys) if entry_seed_keys is not None else None
         entry_seeds = _seeds(e["seeds"], f"{where}: seeds") if "seeds" in e else seeds
         table = str(e.get("table", ""))
         task = e.get("task")
         source = e.get("from")
         overrides = override_args(e.get("overrides"), where)
         if source is not None:
-            if "config" in e or "for_each" in e:
+            if "config" in e or "for_each" in e or "seed_keys" in e:
                 raise BenchmarkSpecError(f"{where}: an entry with 'from' re-scores that entry's checkpoints; it "
-                                         "takes no 'config' or 'for_each' of its own")
+                                         "takes no 'config', 'for_each' or 'seed_keys' of its own")
             if source not in expansions:
                 raise BenchmarkSpecError(f"{where}: 'from: {source}' must name an entry listed above it")
             made = []
@@ -346,7 +355,7 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
             made.append(Entry(base + suffix, base, list(configs),
                               common + override_args(values, where) + overrides, list(entry_seeds),
                               rows, _substitute(task, named) if task else None, _substitute(table, named),
-                              values=named))
+                              values=named, seed_keys=entry_seed_keys))
         expansions[base] = made
         entries += made
     names = [e.name for e in entries]

@@ -226,6 +226,11 @@ def test_for_each_and_from_expand_with_stable_keys(tmp_path):
     entries[0]["overrides"] = {"trainer.max_epochs": 5}  # a changed source changes its dependants too
     changed = _spec(tmp_path, entries).cells(tmp_path / "out")
     assert all(a.key != c.key for a, c in zip(changed, cells))
+    entries[0]["seed_keys"] = ["seed_everything", "model.init_args.recon_seed"]  # an entry's own seed keys
+    own = _spec(tmp_path, entries).cells(tmp_path / "out")
+    assert "--model.init_args.recon_seed=1" in own[1].argv(b.seed_keys)
+    assert "--data.init_args.seed=1" not in own[1].argv(b.seed_keys)
+    assert own[0].key != changed[0].key
 
 
 @pytest.mark.parametrize("entries,top,message", [
