@@ -202,17 +202,17 @@ def _substitute(obj: Any, params: dict[str, str]) -> Any:
 
 
 def _expand_values(spec: Any, where: str) -> list:
-    """A ``for_each`` value list, or ``{glob: "<pattern>"}``: the stems of the matching files, sorted."""
+    """A ``for_each`` value list, or ``{glob: "<pattern>"}``: the stems of the matching files, sorted (files
+    inside genood run folders, e.g. a benchmark's own ``scores.npz``, are skipped)."""
     if isinstance(spec, list):
         return spec
     if isinstance(spec, dict) and set(spec) == {"glob"}:
         pattern = str(spec["glob"])
-        root = Path(pattern.split("*", 1)[0] or ".")
-        stems = sorted({p.stem for p in Path(".").glob(pattern)} if not Path(pattern).is_absolute()
-                       else {p.stem for p in Path("/").glob(pattern.lstrip("/"))})
+        base, rel = (Path("/"), pattern.lstrip("/")) if Path(pattern).is_absolute() else (Path("."), pattern)
+        stems = sorted({p.stem for p in base.glob(rel) if not (p.parent / "results.json").exists()})
         if not stems:
-            raise BenchmarkSpecError(f"{where}: no file matches {pattern!r} (looked under {str(root)!r}); point the "
-                                     "benchmark at the right folder (e.g. --param name=FOLDER)")
+            raise BenchmarkSpecError(f"{where}: no file matches {pattern!r}; point the benchmark at the right folder "
+                                     "(--param NAME=FOLDER for a parameter the file declares under params)")
         return stems
     raise BenchmarkSpecError(f"{where}: for_each values must be a list or {{glob: pattern}}, got {spec!r}")
 
