@@ -29,6 +29,8 @@ EMBEDDED = {
 }
 # configs whose one-epoch smoke run needs more: FlowCon needs >= 1 classifier epoch and >= 1 flow epoch
 EXTRA = {"configs/flowcon/digits.yaml": ["--model.init_args.classifier_epochs=1", "--trainer.max_epochs=2"]}
+# overlays run on top of a base config: {overlay: (base config, scorers)}
+OVERLAYS = {"configs/peers/overlay.yaml": ("configs/dte/wine.yaml", {"knn", "iforest", "ecod"})}
 NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml", "configs/dte/adbench.yaml",
                    "configs/dte/ddpm_adbench.yaml", "configs/flowcon/cifar10_resnet18.yaml",
                    "configs/flowcon/cifar10_wrn40_2.yaml", "configs/flowcon/cifar100_resnet18.yaml",
@@ -41,7 +43,17 @@ NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml"
 def test_every_config_is_covered():
     shipped = {str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml")}
     shipped -= {"configs/default.yaml", "configs/logger/wandb.yaml"}
-    assert shipped == set(EMBEDDED) | set(NEEDS_DOWNLOADS)
+    assert shipped == set(EMBEDDED) | set(NEEDS_DOWNLOADS) | set(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_overlay_runs_on_its_base_config(overlay, tmp_path):
+    from genood.train import main
+
+    base, scorers = OVERLAYS[overlay]
+    rows = main(["--config", str(REPO / base), "--config", str(REPO / overlay), f"--output_root={tmp_path}", *FAST])
+    assert {r["scorer"] for r in rows} == scorers
+    assert all(math.isfinite(r["auroc"]) for r in rows)
 
 
 @pytest.mark.parametrize("config", sorted(EMBEDDED))

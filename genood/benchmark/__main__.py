@@ -1,0 +1,112 @@
+"""``python -m genood.benchmark --config experiments/benchmarks/<name>.yaml [--jobs N] [--metric M] [--wandb]``
+
+Runs every (entry, seed) cell of the benchmark file that has no results yet (each an ordinary
+``python -m genood.train`` run folder under ``benchmarks/<name>/runs/``), then writes ``table.md``,
+``table.tex``, ``table.csv``, ``cells.json`` and ``<metric>.png`` to ``benchmarks/<name>/``. Re-running
+skips finished cells and re-runs failed ones; ``--no-run`` only re-tabulates (e.g. with another metric).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+from ..evaluation.metrics import METRIC_NAMES
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m genood.benchmark", description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="benchmark file, e.g. experiments/benchmarks/digits.yaml")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per cell (OMP_NUM_THREADS; default: cores / jobs when jobs > 1)")
+    p.add_argument("--gpus", default=None, help="comma-separated GPU ids handed out to the job slots, e.g. 0,1,2,3")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a CLI override added to every training entry, e.g. trainer.max_epochs=5 (repeatable; "
+                        "changes the cells' keys, so they run as new cells)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds replacing the file's, e.g. 0,1")
+    p.add_argument("--metric", choices=METRIC_NAMES, default=None, help="table metric (default: the file's, else auroc)")
+    p.add_argument("--decimals", type=int, default=1, help="decimals of the percentages (default 1)")
+    p.add_argument("--out", default=None, help="output folder (default: benchmarks/<name>)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter the file declares under params (repeatable)")
+    p.add_argument("--no-run", action="store_true", help="run nothing; tabulate the cells that exist")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their commands, run nothing")
+    p.add_argument("--wandb", action="store_true",
+                   help="also log the tables and the heatmap to one W&B run (offline unless W&B is configured)")
+    p.add_argument("--wandb-project", default="genood", help="W&B project (default genood)")
+    a = p.parse_args(argv)
+    if a.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {a.jobs}")
+    params = {}
+    for item in a.param:
+        if "=" not in item:
+            p.error(f"--param expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        params[k] = v
+    a.params = params
+    for item in a.override:
+        if "=" not in item:
+            p.error(f"--override expects KEY=VALUE, got {item!r}")
+    a.override = ["--" + item.lstrip("-") for item in a.override]
+    if a.seeds is not None:
+        try:
+            a.seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
+        except ValueError:
+            p.error(f"--seeds expects comma-separated integers, got {a.seeds!r}")
+        if not a.seeds or len(set(a.seeds)) != len(a.seeds):
+            p.error(f"--seeds needs distinct integers, got {a.seeds}")
+    return a
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    from .render import write_all
+    from .runner import run_benchmark
+    from .spec import BenchmarkSpecError, load_benchmark
+    from .table import build_tables, collect
+
+    a = parse_args(argv)
+    try:
+        bench = load_benchmark(a.config, a.params)
+    except BenchmarkSpecError as e:
+        raise SystemExit(f"genood.benchmark: {e}") from None
+    if a.seeds is not None:
+        bench.seeds = a.seeds
+        for e in bench.entries:
+            e.seeds = list(a.seeds)
+    for e in bench.entries:
+        if e.source is None:
+            e.overrides = e.overrides + a.override
+    out = Path(a.out) if a.out else Path("benchmarks") / bench.name
+    try:
+        cells = bench.cells(out)
+    except BenchmarkSpecError as e:
+        raise SystemExit(f"genood.benchmark: {e}") from None
+    if a.dry_run:
+        for c in cells:
+            print(f"{c.name} [{c.key}] -> {c.run_dir}\n  " + " ".join(c.argv(bench.seed_keys)))
+        return {"cells": cells}
+    outcomes = [] if a.no_run else run_benchmark(bench, cells, jobs=a.jobs, threads=a.threads,
+                                                 gpus=a.gpus.split(",") if a.gpus else None)
+    metric = a.metric or bench.metric
+    results = collect(cells)
+    tables = build_tables(bench, results, metric, a.decimals)
+    paths = write_all(out, bench, tables, results, metric, a.decimals)
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if a.wandb:
+        from .wandb_log import log_to_wandb
+
+        log_to_wandb(out, bench, tables, paths, a.decimals, project=a.wandb_project)
+    failed = sum(r.status == "failed" for r in results)
+    if failed:
+        print(f"{failed} cell(s) failed; their last error lines are in {paths['md']} (logs beside their run folders)",
+              file=sys.stderr)
+    return {"cells": cells, "outcomes": outcomes, "results": results, "tables": tables, "paths": paths}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""A benchmark file (``experiments/benchmarks/<name>.yaml``) and the grid of cells it defines.
+
+A benchmark lists **entries** (a genood config + overrides + how its scorers appear in the table) and the
+**seeds**; every (entry, seed) is one **cell**, run as an ordinary ``python -m genood.train`` (or
+``python -m genood.evaluate`` for an entry that re-scores another entry's checkpoints) into its own run
+folder ``<out>/runs/<entry>/seed<s>-<key>/``. The key hashes the entry name, its configs, its command-line
+overrides and the seed, so a finished cell is recognised on the next invocation and skipped. Format::
+
+    name: digits                     # output folder benchmarks/<name>/ (default: the file's stem)
+    title: Embedded digits           # heading of the tables (optional)
+    seeds: [0, 1, 2]
+    seed_keys: [seed_everything, data.init_args.seed]   # CLI keys each seed is written to (this default)
+    metric: auroc                    # default table metric (--metric overrides)
+    params: {adbench_root: data/adbench}   # "{adbench_root}" in any string below; --param k=v
+    overrides: {trainer.accelerator: auto} # added to every training entry (optional)
+    entries:
+      - name: hvae                   # unique; letters, digits, _ - .
+        config: configs/hvae/digits.yaml      # or a list, merged in order (e.g. + configs/peers/overlay.yaml)
+        overrides: {trainer.max_epochs: 50}   # CLI overrides (a mapping, or a list of "--key=value")
+        rows:                        # scorers shown in the table (default: all), label + published numbers
+          llr_gt1: HVAE LLR>1
+          neg_elbo: {label: HVAE -ELBO, paper: {auroc: {mnist: 0.964}}, source: "Havtorn et al. 2021, Tab. 2"}
+        task: digits                 # column group (default: the name of the run's ID test set)
+        table: Images                # which table of the benchmark (default: the first)
+        seeds: [0]                   # this entry's seeds (default: the benchmark's)
+        seed_keys: [seed_everything, data.init_args.seed, model.init_args.recon_seed]  # (default: the benchmark's)
+        for_each: {data.init_args.dataset: [wdbc, wine]}   # one expanded entry per value (grid)
+      - name: ddpm_released
+        from: ddpm                   # re-score each cell of entry "ddpm" (same seed) with these overrides
+        overrides: {model.init_args.recon_start: clean}
+
+Paper values are fractions in [0, 1] (the scale of ``results.json``), keyed by metric, then by column: an
+OOD-set name, a task name (tasks with one OOD set), ``<task>/<set>``, ``mean_near``, ``mean_far`` or ``mean``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ..evaluation.metrics import METRIC_NAMES
+
+DEFAULT_SEED_KEYS = ("seed_everything", "data.init_args.seed")
+QUIET_ARGS = ("--evaluation.print_table=false", "--trainer.enable_progress_bar=false",
+              "--trainer.enable_model_summary=false")
+ENTRY_KEYS = {"name", "config", "overrides", "rows", "task", "table", "seeds", "seed_keys", "for_each", "from"}
+TOP_KEYS = {"name", "title", "seeds", "seed_keys", "metric", "params", "overrides", "entries", "description"}
+ROW_KEYS = {"label", "paper", "source"}
+
+
+class BenchmarkSpecError(ValueError):
+    """A benchmark file that cannot be used; the message names the file, the entry and the key."""
+
+
+@dataclass
+class RowSpec:
+    """How one scorer of an entry appears in the table: its label and the published numbers beside it."""
+
+    scorer: str
+    label: str
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> column key -> value
+    source: Optional[str] = None
+
+
+@dataclass
+class Entry:
+    """One (expanded) benchmark entry: a config with overrides, run once per seed."""
+
+    name: str                      # unique, e.g. "dte[wdbc]"
+    base: str                      # the entry's name in the file, e.g. "dte" (default row labels use it)
+    configs: list[str]
+    overrides: list[str]           # CLI arguments, benchmark-wide ones first
+    seeds: list[int]
+    rows: Optional[list[RowSpec]]  # None = every scorer of the run, labelled "<base> <scorer>"
+    task: Optional[str]
+    table: str
+    source: Optional[str] = None   # name of the entry whose checkpoints this one re-scores
+    values: dict[str, Any] = field(default_factory=dict)  # this expansion's for_each values
+    seed_keys: Optional[tuple[str, ...]] = None  # CLI keys the seed is written to (None: the benchmark's)
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^\w.\-]+", "-", self.name).strip("-")
+
+    def row_spec(self, scorer: str) -> Optional[RowSpec]:
+        """The row a scorer feeds, or None when the entry does not show it."""
+        if self.rows is None:
+            return RowSpec(scorer, f"{self.base} {scorer}")
+        return next((r for r in self.rows if r.scorer == scorer), None)
+
+
+@dataclass
+class Cell:
+    """One (entry, seed): its key, run folder, log, and the command that produces it."""
+
+    entry: Entry
+    seed: int
+    key: str
+    run_dir: Path
+    source: Optional["Cell"] = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.entry.name} seed {self.seed}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir.with_name(self.run_dir.name + ".log")
+
+    @property
+    def status_path(self) -> Path:
+        return self.run_dir.with_name(self.run_dir.name + ".cell.json")
+
+    def argv(self, seed_keys: tuple[str, ...], python: str = sys.executable) -> list[str]:
+        """The cell's command; the seed goes to ``seed_keys`` (the entry's own keys take precedence)."""
+        seed_keys = self.entry.seed_keys or seed_keys
+        if self.source is not None:
+            return [python, "-m", "genood.evaluate", "--ckpt_path", str(self.source.run_dir / "last.ckpt"),
+                    f"--run_dir={self.run_dir}", *QUIET_ARGS, *self.entry.overrides]
+        configs = [a for c in self.entry.configs for a in ("--config", c)]
+        seeds = [f"--{k}={self.seed}" for k in seed_keys]
+        return [python, "-m", "genood.train", *configs, f"--run_dir={self.run_dir}", *QUIET_ARGS, *seeds,
+                *self.entry.overrides]
+
+
+@dataclass
+class Benchmark:
+    name: str
+    path: Path
+    title: Optional[str]
+    seeds: list[int]
+    seed_keys: tuple[str, ...]
+    metric: str
+    entries: list[Entry]
+    tables: list[str]              # table names in order of first use
+
+    def cells(self, out_dir: Path) -> list[Cell]:
+        """Every (entry, seed) cell, sources before the cells that re-score them."""
+        by_entry: dict[tuple[str, int], Cell] = {}
+        cells = []
+        for e in self.entries:
+            for s in e.seeds:
+                source = None
+                if e.source is not None:
+                    source = by_entry.get((e.source, s))
+                    if source is None:
+                        raise BenchmarkSpecError(f"{self.path}: entry {e.name!r} re-scores {e.source!r} seed {s}, "
+                                                 f"but {e.source!r} has no seed {s}")
+                key = cell_key(e, s, e.seed_keys or self.seed_keys, source.key if source else None)
+                cell = Cell(e, s, key, out_dir / "runs" / e.slug / f"seed{s}-{key}", source)
+                by_entry[(e.name, s)] = cell
+                cells.append(cell)
+        return cells
+
+
+def cell_key(entry: Entry, seed: int, seed_keys: tuple[str, ...], source_key: Optional[str]) -> str:
+    """10 hex digits identifying what a cell computes: entry, configs, overrides, seed (and its source)."""
+    payload = {"entry": entry.name, "configs": entry.configs, "overrides": entry.overrides, "seed": seed,
+               "seed_keys": list(seed_keys) if source_key is None else [], "source": source_key}
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _cli_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def override_args(overrides: Any, where: str) -> list[str]:
+    """A mapping ``{key: value}`` or a list of ``--key=value`` strings as CLI arguments."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, dict):
+        return [f"--{str(k).lstrip('-')}={_cli_value(v)}" for k, v in overrides.items()]
+    if isinstance(overrides, list) and all(isinstance(a, str) for a in overrides):
+        return list(overrides)
+    raise BenchmarkSpecError(f"{where}: overrides must be a mapping {{key: value}} or a list of '--key=value' "
+                             f"strings, got {overrides!r}")
+
+
+def _substitute(obj: Any, params: dict[str, str]) -> Any:
+    """Replace ``{name}`` by ``params[name]`` in every string (names not in params are left alone)."""
+    if isinstance(obj, str):
+        return re.sub(r"\{([\w.]+)\}", lambda m: str(params[m.group(1)]) if m.group(1) in params else m.group(0), obj)
+    if isinstance(obj, list):
+        return [_substitute(o, params) for o in obj]
+    if isinstance(obj, dict):
+        return {_substitute(k, params): _substitute(v, params) for k, v in obj.items()}
+    return obj
+
+
+def _expand_values(spec: Any, where: str) -> list:
+    """A ``for_each`` value list, or ``{glob: "<pattern>"}``: the stems of the matching files, sorted (files
+    inside genood run folders, e.g. a benchmark's own ``scores.npz``, are skipped)."""
+    if isinstance(spec, list):
+        return spec
+    if isinstance(spec, dict) and set(spec) == {"glob"}:
+        pattern = str(spec["glob"])
+        base, rel = (Path("/"), pattern.lstrip("/")) if Path(pattern).is_absolute() else (Path("."), pattern)
+        stems = sorted({p.stem for p in base.glob(rel) if not (p.parent / "results.json").exists()})
+        if not stems:
+            raise BenchmarkSpecError(f"{where}: no file matches {pattern!r}; point the benchmark at the right folder "
+                                     "(--param NAME=FOLDER for a parameter the file declares under params)")
+        return stems
+    raise BenchmarkSpecError(f"{where}: for_each values must be a list or {{glob: pattern}}, got {spec!r}")
+
+
+def _rows(spec: Any, where: str) -> Optional[list[RowSpec]]:
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        spec = {s: s for s in spec}
+    if not isinstance(spec, dict) or not spec:
+        raise BenchmarkSpecError(f"{where}: rows must map scorer names to labels (or {{label, paper, source}}), "
+                                 f"got {spec!r}")
+    rows = []
+    for scorer, r in spec.items():
+        if isinstance(r, str):
+            rows.append(RowSpec(str(scorer), r))
+            continue
+        if not isinstance(r, dict) or not set(r) <= ROW_KEYS:
+            raise BenchmarkSpecError(f"{where}: row {scorer!r} must be a label or a mapping with keys "
+                                     f"{sorted(ROW_KEYS)}, got {r!r}")
+        paper = r.get("paper") or {}
+        if not isinstance(paper, dict) or not all(isinstance(v, dict) for v in paper.values()):
+            raise BenchmarkSpecError(f"{where}: row {scorer!r}: paper must be {{metric: {{column: value}}}}, got {paper!r}")
+        for metric, values in paper.items():
+            if metric not in METRIC_NAMES:
+                raise BenchmarkSpecError(f"{where}: row {scorer!r}: paper metric {metric!r} is not one of {list(METRIC_NAMES)}")
+            for col, v in values.items():
+                if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                    raise BenchmarkSpecError(
+                        f"{where}: row {scorer!r}: paper {metric} {col!r} = {v!r}; paper values are fractions in "
+                        f"[0, 1] like results.json (write 0.8149 for 81.49%)")
+        if paper and not r.get("source"):
+            raise BenchmarkSpecError(f"{where}: row {scorer!r} has paper numbers but no source (paper, table, "
+                                     "section) to cite")
+        rows.append(RowSpec(str(scorer), str(r.get("label", scorer)),
+                            {m: {str(c): float(v) for c, v in vals.items()} for m, vals in paper.items()},
+                            r.get("source")))
+    return rows
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        raise BenchmarkSpecError(f"{where}: seeds must be a non-empty list of integers, got {value!r}")
+    if len(set(value)) != len(value):
+        raise BenchmarkSpecError(f"{where}: seeds repeat: {value}")
+    return list(value)
+
+
+def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) -> Benchmark:
+    """Read and check a benchmark file; expand ``for_each`` grids and ``{param}`` placeholders."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkSpecError(f"benchmark file {str(path)!r} does not exist (shipped ones: experiments/benchmarks/*.yaml)")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise BenchmarkSpecError(f"{path}: a benchmark file is a mapping with 'seeds' and 'entries'")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise BenchmarkSpecError(f"{path}: unknown key(s) {sorted(unknown)}; valid: {sorted(TOP_KEYS)}")
+    declared = {str(k): str(v) for k, v in (raw.get("params") or {}).items()}
+    for k in params or {}:
+        if k not in declared:
+            raise BenchmarkSpecError(f"{path}: --param {k}: the file declares no such parameter "
+                                     f"(its params: {sorted(declared) or 'none'})")
+    declared.update(params or {})
+    raw = _substitute({k: v for k, v in raw.items() if k != "params"}, declared)
+
+    name = str(raw.get("name") or path.stem)
+    if not re.fullmatch(r"[\w.\-]+", name):
+        raise BenchmarkSpecError(f"{path}: name {name!r} may only hold letters, digits, '_', '-', '.'")
+    seeds = _seeds(raw.get("seeds", [0]), f"{path}: seeds")
+    seed_keys = tuple(raw.get("seed_keys", DEFAULT_SEED_KEYS))
+    metric = raw.get("metric", "auroc")
+    if metric not in METRIC_NAMES:
+        raise BenchmarkSpecError(f"{path}: metric {metric!r} is not one of {list(METRIC_NAMES)}")
+    common = override_args(raw.get("overrides"), f"{path}: overrides")
+    raw_entries = raw.get("entries")
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise BenchmarkSpecError(f"{path}: 'entries' must be a non-empty list of entries")
+
+    entries: list[Entry] = []
+    expansions: dict[str, list[Entry]] = {}
+    for i, e in enumerate(raw_entries):
+        where = f"{path}: entry {i + 1}" + (f" ({e.get('name')!r})" if isinstance(e, dict) and e.get("name") else "")
+        if not isinstance(e, dict):
+            raise BenchmarkSpecError(f"{where}: an entry is a mapping with at least 'name' and 'config' (or 'from')")
+        bad = set(e) - ENTRY_KEYS
+        if bad:
+            raise BenchmarkSpecError(f"{where}: unknown key(s) {sorted(bad)}; valid: {sorted(ENTRY_KEYS)}")
+        base = e.get("name")
+        if not isinstance(base, str) or not re.fullmatch(r"[\w.\-]+", base):
+            raise BenchmarkSpecError(f"{where}: 'name' must be letters, digits, '_', '-', '.'; got {base!r}")
+        if base in expansions:
+            raise BenchmarkSpecError(f"{where}: entry name {base!r} is used twice")
+        rows = _rows(e.get("rows"), where)
+        entry_seed_keys = e.get("seed_keys")
+        if entry_seed_keys is not None and (not isinstance(entry_seed_keys, list) or
+                                            not all(isinstance(k, str) for k in entry_seed_keys)):
+            raise BenchmarkSpecError(f"{where}: seed_keys must be a list of CLI keys, got {entry_seed_keys!r}")
+        entry_seed_keys = tuple(entry_seed_keys) if entry_seed_keys is not None else None
+        entry_seeds = _seeds(e["seeds"], f"{where}: seeds") if "seeds" in e else seeds
+        table = str(e.get("table", ""))
+        task = e.get("task")
+        source = e.get("from")
+        overrides = override_args(e.get("overrides"), where)
+        if source is not None:
+            if "config" in e or "for_each" in e or "seed_keys" in e:
+                raise BenchmarkSpecError(f"{where}: an entry with 'from' re-scores that entry's checkpoints; it "
+                                         "takes no 'config', 'for_each' or 'seed_keys' of its own")
+            if source not in expansions:
+                raise BenchmarkSpecError(f"{where}: 'from: {source}' must name an entry listed above it")
+            made = []
+            for src in expansions[source]:
+                suffix = src.name[len(src.base):]
+                made.append(Entry(base + suffix, base, src.configs, overrides, list(src.seeds), rows,
+                                  _substitute(task, src.values) if task else src.task,
+                                  _substitute(table, src.values) if "table" in e else src.table,
+                                  source=src.name, values=src.values))
+            expansions[base] = made
+            entries += made
+            continue
+        configs = e.get("config")
+        configs = [configs] if isinstance(configs, str) else configs
+        if not isinstance(configs, list) or not configs or not all(isinstance(c, str) for c in configs):
+            raise BenchmarkSpecError(f"{where}: 'config' must be a config path or a list of them")
+        for c in configs:
+            if not Path(c).is_file():
+                raise BenchmarkSpecError(f"{where}: config {c!r} not found (paths are relative to the folder you run "
+                                         "from, the repository root)")
+        grid = e.get("for_each") or {}
+        if not isinstance(grid, dict):
+            raise BenchmarkSpecError(f"{where}: for_each must map CLI keys to value lists, got {grid!r}")
+        keys = list(grid)
+        value_lists = [_expand_values(grid[k], f"{where}: for_each {k}") for k in keys]
+        made = []
+        for combo in itertools.product(*value_lists) if keys else [()]:
+            values = dict(zip(keys, combo))
+            named = {**values, **{k.rsplit(".", 1)[-1]: v for k, v in values.items()}}
+            suffix = f"[{','.join(str(v) for v in combo)}]" if combo else ""
+            made.append(Entry(base + suffix, base, list(configs),
+                              common + override_args(values, where) + overrides, list(entry_seeds),
+                              rows, _substitute(task, named) if task else None, _substitute(table, named),
+                              values=named, seed_keys=entry_seed_keys))
+        expansions[base] = made
+        entries += made
+    names = [e.name for e in entries]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise BenchmarkSpecError(f"{path}: expanded entry names repeat: {dup}")
+    tables = list(dict.fromkeys(e.table for e in entries))
+    return Benchmark(name, path, raw.get("title"), seeds, seed_keys, metric, entries, tables)

@@ -1,0 +1,305 @@
+"""From the cells' run folders to tables: one row per (entry, scorer) label, one column per (task, OOD set).
+
+A **task** is one ID test split with its OOD sets (by default named after the run's ID test set, e.g.
+``digits`` or ``wdbc``; an entry's ``task:`` names it explicitly). Columns are every OOD set of every task
+of the table, in the order the runs report them, then the task's ``near mean`` / ``far mean`` (when the
+task has at least two sets in that group) and, for tables of several tasks, ``mean`` (the mean over tasks
+of each task's mean over its sets: the average over datasets of a tabular benchmark).
+
+Each value is the mean ± std over the seeds whose cell finished (std: population, ddof = 0, so one seed
+gives 0); means over sets are taken per seed first. Entries that share a row label on different tasks
+fill one row (``DTE-NP`` on wdbc, wine and digits).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..evaluation.report import read_results
+from .runner import FAILED, FINISHED, MISSING, cell_status, read_status
+from .spec import Benchmark, Cell
+
+HIGHER_IS_BETTER = {"auroc": True, "aupr_in": True, "aupr_out": True, "fpr95": False, "fpr80": False, "autc": False}
+METRIC_TITLES = {"auroc": "AUROC", "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out", "fpr95": "FPR@95TPR",
+                 "fpr80": "FPR80", "autc": "AUTC"}
+MEAN_SETS = ("mean_near", "mean_far")
+OVERALL = ("", "mean")
+
+
+@dataclass
+class CellResult:
+    """A cell with what its run folder says: status, error, metric rows, metadata."""
+
+    cell: Cell
+    status: str
+    error: Optional[str] = None
+    wall_seconds: Optional[float] = None
+    rows: list = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+    sibling_task: Optional[str] = None  # an unfinished cell's task, from a finished seed of the same entry
+
+    @property
+    def id_set(self) -> Optional[str]:
+        return next((n for n, s in self.metadata.get("sets", {}).items() if s.get("group") == "id"), None)
+
+    @property
+    def task(self) -> Optional[str]:
+        """The column group: the entry's ``task``, else the run's ID test set (None while unknown)."""
+        return self.cell.entry.task or self.id_set or self.sibling_task
+
+
+def collect(cells: Sequence[Cell]) -> list[CellResult]:
+    out = []
+    for c in cells:
+        status, error, wall = cell_status(c)
+        res = CellResult(c, status, error, wall)
+        if status == FINISHED:
+            try:
+                data = read_results(c.run_dir)
+                res.rows, res.metadata = data["rows"], data.get("metadata", {})
+            except (OSError, ValueError) as e:
+                res.status, res.error = FAILED, f"unreadable results.json: {e}"
+        out.append(res)
+    known = {r.cell.entry.name: r.task for r in out if r.status == FINISHED}
+    for r in out:
+        if r.status != FINISHED:
+            r.sibling_task = known.get(r.cell.entry.name)
+    return out
+
+
+@dataclass
+class Column:
+    task: str
+    ood_set: str               # an OOD set, "mean_near", "mean_far", or "mean" (task "")
+    group: str                 # near / far / mean
+    label: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.task, self.ood_set)
+
+    @property
+    def is_mean(self) -> bool:
+        return self.ood_set in MEAN_SETS or self.key == OVERALL
+
+
+@dataclass
+class Value:
+    mean: Optional[float]
+    std: Optional[float]
+    seeds: list[int]
+    per_seed: dict[int, float]
+    expected: int              # cells (seeds) that should feed it
+    status: str = FINISHED     # finished (maybe partial), failed, missing, or "" (no cell for this column)
+    paper: Optional[float] = None
+    best: bool = False
+
+    @property
+    def delta(self) -> Optional[float]:
+        return None if self.mean is None or self.paper is None else self.mean - self.paper
+
+
+@dataclass
+class Row:
+    label: str
+    entries: list[str]
+    values: dict[tuple[str, str], Value] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    name: str
+    metric: str
+    columns: list[Column]
+    rows: list[Row]
+    seeds: list[int]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(dict.fromkeys(c.task for c in self.columns if c.task))
+
+    def paper_columns(self) -> set[tuple[str, str]]:
+        return {k for r in self.rows for k, v in r.values.items() if v.paper is not None}
+
+
+def _paper_value(spec_paper: dict, metric: str, col: Column, sets_of_task: list[str]) -> Optional[float]:
+    values = spec_paper.get(metric) or {}
+    if col.key == OVERALL:
+        candidates = ["mean"]
+    elif col.is_mean:
+        candidates = [f"{col.task}/{col.ood_set}", col.ood_set]
+    else:
+        candidates = [f"{col.task}/{col.ood_set}", col.ood_set] + ([col.task] if len(sets_of_task) == 1 else [])
+    return next((values[k] for k in candidates if k in values), None)
+
+
+def build_tables(bench: Benchmark, results: Sequence[CellResult], metric: str, decimals: int = 1) -> list[Table]:
+    """The benchmark's tables for one metric (``metric`` as in ``results.json``, a fraction); the best of
+    each column is judged on the values as printed (percent with ``decimals`` decimals)."""
+    tables = []
+    for tname in bench.tables:
+        res = [r for r in results if r.cell.entry.table == tname]
+        # columns: (task, set) in order of appearance, with their group
+        sets: dict[str, dict[str, str]] = {}
+        for r in res:
+            if r.status != FINISHED:
+                continue
+            groups = {n: s.get("group") for n, s in r.metadata.get("sets", {}).items()}
+            for row in r.rows:
+                if row["ood_set"].startswith("mean_") or r.cell.entry.row_spec(row["scorer"]) is None:
+                    continue
+                sets.setdefault(r.task, {})[row["ood_set"]] = groups.get(row["ood_set"], row.get("group", "far"))
+        for r in res:  # tasks named in the file but never finished still get their rows
+            if r.task is not None:
+                sets.setdefault(r.task, {})
+        per_seed: dict[str, dict[tuple[str, str], dict[int, float]]] = {}
+        row_meta: dict[str, Row] = {}
+        expected: dict[str, Counter] = {}
+        failures: dict[str, dict[Optional[str], str]] = {}
+        for r in res:
+            e = r.cell.entry
+            labels = [rs.label for rs in e.rows] if e.rows is not None else None
+            if labels is None:  # every scorer of the run
+                labels = list(dict.fromkeys(e.row_spec(x["scorer"]).label for x in r.rows)) or [e.base]
+            for label in labels:
+                row = row_meta.setdefault(label, Row(label, []))
+                if e.name not in row.entries:
+                    row.entries.append(e.name)
+                expected.setdefault(label, Counter())[r.task] += 1
+                if r.status != FINISHED:
+                    failures.setdefault(label, {})[r.task] = r.status
+            for x in r.rows:
+                spec = e.row_spec(x["scorer"])
+                if spec is None or x["ood_set"].startswith("mean_"):
+                    continue
+                per_seed.setdefault(spec.label, {}).setdefault((r.task, x["ood_set"]), {})[r.cell.seed] = float(x[metric])
+        columns = _columns(sets, per_seed)
+        rows = []
+        for label, row in row_meta.items():
+            specs = list({id(rs): rs for r in res if r.cell.entry.name in row.entries and r.cell.entry.rows
+                          for rs in r.cell.entry.rows if rs.label == label}.values())
+            row.sources = list(dict.fromkeys(rs.source for rs in specs if rs.source))
+            vals = per_seed.get(label, {})
+            for col in columns:
+                value = _value(col, vals, sets, expected.get(label, Counter()), failures.get(label, {}))
+                value.paper = next((p for rs in specs if (p := _paper_value(rs.paper, metric, col,
+                                                                            list(sets.get(col.task, {}))))
+                                    is not None), None)
+                row.values[col.key] = value
+            rows.append(row)
+        _mark_best(rows, columns, metric, decimals)
+        tables.append(Table(tname, metric, columns, rows, list(bench.seeds)))
+    return tables
+
+
+def _columns(sets: dict[str, dict[str, str]], per_seed: dict) -> list[Column]:
+    multi_task = len(sets) > 1
+    cols: list[Column] = []
+    for task, members in sets.items():
+        one = len(members) == 1
+        for s, group in members.items():
+            label = task if (multi_task and one) else (f"{task}: {s}" if multi_task else s)
+            cols.append(Column(task, s, group, label))
+        for g in ("near", "far"):
+            if sum(1 for gr in members.values() if gr == g) >= 2:
+                cols.append(Column(task, f"mean_{g}", "mean", f"{task}: {g} mean" if multi_task else f"{g} mean"))
+    if multi_task:
+        cols.append(Column("", "mean", "mean", "mean"))
+    return cols
+
+
+def _value(col: Column, vals: dict, sets: dict, expected: Counter, failures: dict) -> Value:
+    """Mean ± std over seeds of one row's column; ``failures`` maps a task (None: unknown) to the status
+    of its unfinished cells."""
+    if col.key == OVERALL:
+        tasks = [t for t in sets if sets[t]]
+        members = [(t, s) for t in tasks for s in sets[t]]
+        seeds = sorted(set.intersection(*[set(vals.get(k, {})) for k in members])) if members else []
+        per_seed = {sd: float(np.mean([np.mean([vals[(t, s)][sd] for s in sets[t]]) for t in tasks])) for sd in seeds}
+        exp = max(expected.values(), default=0)
+        relevant = list(failures.values())
+    else:
+        if col.is_mean:
+            group = col.ood_set.split("_", 1)[1]
+            members = [(col.task, s) for s, g in sets[col.task].items() if g == group]
+            seeds = sorted(set.intersection(*[set(vals.get(k, {})) for k in members])) if members else []
+            per_seed = {sd: float(np.mean([vals[k][sd] for k in members])) for sd in seeds}
+        else:
+            per_seed = dict(sorted(vals.get(col.key, {}).items()))
+        exp = expected.get(col.task, 0) + expected.get(None, 0)
+        relevant = [failures[t] for t in (col.task, None) if t in failures]
+    if per_seed:
+        v = np.array(list(per_seed.values()))
+        return Value(float(v.mean()), float(v.std()), list(per_seed), per_seed, exp)
+    if relevant:
+        return Value(None, None, [], {}, exp, FAILED if FAILED in relevant else MISSING)
+    return Value(None, None, [], {}, exp, "")
+
+
+def row_warnings(results: Sequence[CellResult]) -> list[str]:
+    """Rows a benchmark file names that its finished runs never produce (a misspelt scorer), once each."""
+    out = []
+    for r in results:
+        if r.status != FINISHED or r.cell.entry.rows is None:
+            continue
+        produced = {x["scorer"] for x in r.rows}
+        for rs in r.cell.entry.rows:
+            if rs.scorer not in produced:
+                msg = (f"entry {r.cell.entry.base!r}: row {rs.scorer!r} is not a scorer of its runs (they produce "
+                       f"{sorted(produced)})")
+                if msg not in out:
+                    out.append(msg)
+    return out
+
+
+def _mark_best(rows: list[Row], columns: list[Column], metric: str, decimals: int) -> None:
+    """Mark the best mean of each column as printed (percent, ``decimals`` decimals); printed ties all win."""
+    higher = HIGHER_IS_BETTER[metric]
+    for col in columns:
+        vals = [(r, round(100 * r.values[col.key].mean, decimals)) for r in rows if r.values[col.key].mean is not None]
+        if len(vals) < 2:
+            continue
+        best = max(v for _, v in vals) if higher else min(v for _, v in vals)
+        for r, v in vals:
+            r.values[col.key].best = v == best
+
+
+def commits(results: Sequence[CellResult]) -> list[tuple[str, int]]:
+    """``(commit[+dirty], number of cells)`` of the finished cells, most frequent first."""
+    c = Counter()
+    for r in results:
+        if r.status == FINISHED:
+            sha = r.metadata.get("git_commit")
+            tag = (sha[:10] if sha else "unknown (not a git checkout)") + ("+dirty" if r.metadata.get("git_dirty") else "")
+            c[tag] += 1
+    return c.most_common()
+
+
+def environment(results: Sequence[CellResult]) -> dict[str, list[str]]:
+    """The distinct genood / torch / lightning versions and devices of the finished cells."""
+    out: dict[str, list[str]] = {}
+    for key in ("genood_version", "torch", "lightning", "cuda", "device"):
+        vals = [str(r.metadata.get(key)) for r in results if r.status == FINISHED and r.metadata.get(key) is not None]
+        out[key] = list(dict.fromkeys(vals))
+    return out
+
+
+def cell_record(r: CellResult, root: Path) -> dict:
+    """One cell of ``cells.json``: identity, status, timings and every metric row of its run."""
+    md = r.metadata
+    rel = lambda p: str(Path(p).resolve().relative_to(root.resolve())) if Path(p).resolve().is_relative_to(root.resolve()) else str(p)  # noqa: E731
+    return {"entry": r.cell.entry.name, "base": r.cell.entry.base, "table": r.cell.entry.table, "task": r.task,
+            "seed": r.cell.seed, "key": r.cell.key, "status": r.status, "error": r.error,
+            "run_dir": rel(r.cell.run_dir), "log": rel(r.cell.log_path),
+            "source_cell": r.cell.source.key if r.cell.source else None,
+            "command": read_status(r.cell).get("command"),
+            "wall_seconds": r.wall_seconds, "train_seconds": md.get("train_seconds"),
+            "scoring_seconds": md.get("scoring_seconds"), "samples_per_second": md.get("samples_per_second"),
+            "scored_samples": md.get("scored_samples"), "git_commit": md.get("git_commit"),
+            "git_dirty": md.get("git_dirty"), "device": md.get("device"), "metadata": md, "rows": r.rows}
