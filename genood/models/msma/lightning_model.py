@@ -164,7 +164,7 @@ class MSMA(GenerativeModel):
         return dsm_loss(self.score(x_tilde, level), x_tilde, x, sigma)
 
     def score_norms(self, x: torch.Tensor) -> torch.Tensor:
-        """n(x) ``[B, L]``: n_i(x) = ‖σ_i s_θ(x, σ_i)‖₂ for all levels in one stacked call (paper Eq. 3)."""
+        """n(x) ``[B, L]``: n_i(x) = ‖σ_i s_θ(x, σ_i)‖₂ for all levels in one stacked call."""
         return score_norms(self.score, self._check_x(x), self.sigmas, self.score_max_rows)
 
     def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:

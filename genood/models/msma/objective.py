@@ -8,7 +8,7 @@
 
   the squared norm summed over all pixels and channels, averaged over the batch, one uniformly random level
   index i per example.
-* Score-norm features (paper §3, Eq. 3; released ``compute_weighted_scores``): for a **clean** input x (no
+* Score-norm features (paper §3; released ``compute_weighted_scores``): for a **clean** input x (no
   noise added) and every level i,
 
       n_i(x) = ‖σ_i · s_θ(x, σ_i)‖₂,
@@ -57,7 +57,7 @@ def perturb(x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.
 
 
 def score_norms(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, max_rows: Optional[int] = None) -> torch.Tensor:
-    """n_i(x) = ‖σ_i s(x, σ_i)‖₂ for every level, ``[B, L]`` float32 (paper Eq. 3).
+    """n_i(x) = ‖σ_i s(x, σ_i)‖₂ for every level, ``[B, L]`` float32 (released ``compute_weighted_scores``).
 
     All levels go through **one** call of ``score_fn``: the batch is stacked L times along the batch
     dimension (level-major rows: level 0 for every sample, then level 1, ...), with the level index of each

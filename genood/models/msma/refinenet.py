@@ -15,7 +15,7 @@ Architecture with f = ``filters`` (paper: 128), ELU everywhere:
   widths 2f, 2f, 2f, f;
 * CIN++ → ELU → conv 3×3 → C (the score; no output scaling by σ).
 
-CIN++ (Song & Ermon 2019, Eq. 12; ``ConditionalInstanceNormalizationPlusPlus2D``): for channel c with
+CIN++ (Song & Ermon 2019, appendix; the TF2 ``ConditionalInstanceNormalizationPlusPlus2D``): for channel c with
 spatial mean μ_c and variance s_c², and m, v the mean and variance of the μ_c over channels,
 
     z_c = γ_{i,c} (x_c − μ_c) / √(s_c² + 1e-6) + β_{i,c} + α_{i,c} (μ_c − m) / √(v + 1e-6),

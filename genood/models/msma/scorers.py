@@ -35,7 +35,7 @@ def _vectors(outputs: Outputs, key: str, scorer: str) -> torch.Tensor:
 
 
 class ScoreNormScorer(Scorer):
-    """One level's score norm n_i(x) (paper Eq. 3), ``level`` 1-based as the paper's σ_i (σ_1 = σ_max)."""
+    """One level's score norm n_i(x) (released ``compute_weighted_scores``), ``level`` 1-based as the paper's σ_i (σ_1 = σ_max)."""
 
     def __init__(self, level: int, key: str = "score_norms"):
         if level < 1:
@@ -169,28 +169,28 @@ class FlowScorer(Scorer):
         self.std: Optional[torch.Tensor] = None
 
     def fit(self, outputs: Outputs) -> None:
-        x = _vectors(outputs, self.key, self.name).float().cpu()
-        n = x.shape[0]
+        n = _vectors(outputs, self.key, self.name).shape[0]
         n_val = int(round(self.val_fraction * n)) if self.val_fraction > 0 else 0
         if self.val_fraction > 0 and not 1 <= n_val < n:
             raise ValueError(f"scorer {self.name!r}: {n} fit vectors are too few for a validation split of "
                              f"{self.val_fraction}; set flow_val_fraction: 0")
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
-        x_val, x_train = (x[perm[:n_val]], x[perm[n_val:]]) if n_val else (None, x)
-        if self.standardize:
-            self.mean = x_train.mean(0)
-            self.std = x_train.std(0).clamp_min(1e-12)
-        else:
-            self.mean, self.std = torch.zeros(x.shape[1]), torch.ones(x.shape[1])
-        scale = lambda v: None if v is None else (v - self.mean) / self.std  # noqa: E731
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # bit-for-bit the same flow whatever the process's thread setting
-        try:
-            with torch.random.fork_rng(devices=[]):
+        try:  # the evaluator calls fit inside the test loop's inference mode: train outside it
+            with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=[]):
+                x = _vectors(outputs, self.key, self.name).float().cpu().clone()
+                perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+                x_val, x_train = (x[perm[:n_val]], x[perm[n_val:]]) if n_val else (None, x)
+                if self.standardize:
+                    self.mean, self.std = x_train.mean(0), x_train.std(0).clamp_min(1e-12)
+                else:
+                    self.mean, self.std = torch.zeros(x.shape[1]), torch.ones(x.shape[1])
+                if x_val is not None:
+                    x_val = (x_val - self.mean) / self.std
                 torch.manual_seed(self.seed)
                 self.flow = build_maf(x.shape[1], self.hidden_features, self.hidden_layers, self.num_layers)
-                self.report = fit_maf(self.flow, scale(x_train), scale(x_val), optimizer=self.optimizer, lr=self.lr,
-                                      batch_size=self.batch_size, epochs=self.epochs,
+                self.report = fit_maf(self.flow, (x_train - self.mean) / self.std, x_val, optimizer=self.optimizer,
+                                      lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
                                       patience=self.patience if n_val else None, seed=self.seed)
         finally:
             torch.set_num_threads(threads)

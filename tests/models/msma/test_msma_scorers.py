@@ -140,3 +140,13 @@ def test_knn_and_single_level_scorers():
     torch.testing.assert_close(ScoreNormScorer(4).score({"score_norms": q}), q[:, 3])
     with pytest.raises(ValueError, match="no level 5"):
         ScoreNormScorer(5).score({"score_norms": q})
+
+
+def test_flow_fits_inside_inference_mode():
+    """The evaluator fits scorers inside Lightning's test loop (inference mode): the flow must still train."""
+    with torch.inference_mode():
+        x = torch.randn(200, 3)
+        f = FlowScorer(optimizer="adam", lr=1e-3, epochs=3, seed=0)
+        f.fit({"score_norms": x})
+        s = f.score({"score_norms": x})
+    assert f.report.epochs_run == 3 and torch.isfinite(s).all()
