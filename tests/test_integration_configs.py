@@ -21,9 +21,11 @@ EMBEDDED = {
     "configs/dte/wine.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
     "configs/dte/digits.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
     "configs/dte/ddpm_wdbc.yaml": {"ddpm_recon"},
+    "configs/msma/digits.yaml": {"msma_gmm", "msma_flow", "msma_knn", *(f"msma_norm_l{i}" for i in range(1, 11))},
+    "configs/msma/wdbc.yaml": {"msma_gmm", "msma_flow", "msma_knn", *(f"msma_norm_l{i}" for i in range(1, 11))},
 }
 NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml", "configs/dte/adbench.yaml",
-                   "configs/dte/ddpm_adbench.yaml"]
+                   "configs/dte/ddpm_adbench.yaml", "configs/msma/cifar10.yaml"]
 
 
 def test_every_config_is_covered():
