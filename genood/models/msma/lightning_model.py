@@ -15,7 +15,6 @@ all L levels in one network call (``score_max_rows`` chunks it). Scorers: ``msma
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
@@ -176,7 +175,3 @@ class MSMA(GenerativeModel):
                 FlowScorer("msma_flow", **self.scorer_args["flow"]),
                 KNNScorer("msma_knn", key="score_norms", k=self.knn_k),
                 *[ScoreNormScorer(i) for i in self.norm_levels]]
-
-    @property
-    def num_dims(self) -> int:
-        return math.prod(self.input_shape)

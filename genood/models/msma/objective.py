@@ -1,6 +1,6 @@
 """MSMA's noise levels, training objective and score-norm features (Mahmood, Oliva, Styner, ICLR 2021).
 
-* Noise levels (paper §4, released ``utils.get_sigma_levels``): L geometric levels from σ_1 = σ_max down to
+* Noise levels (released ``utils.get_sigma_levels``): L geometric levels from σ_1 = σ_max down to
   σ_L = σ_min, σ_i = exp(linspace(ln σ_max, ln σ_min, L)); the paper uses L = 10, σ_max = 1, σ_min = 0.01.
 * Denoising score matching with λ(σ) = σ² (NCSN, Song & Ermon 2019, Eq. 5-6; released ``losses.dsm_loss``):
 
@@ -8,7 +8,7 @@
 
   the squared norm summed over all pixels and channels, averaged over the batch, one uniformly random level
   index i per example.
-* Score-norm features (paper §3; released ``compute_weighted_scores``): for a **clean** input x (no
+* Score-norm features (the paper's method; released ``compute_weighted_scores``): for a **clean** input x (no
   noise added) and every level i,
 
       n_i(x) = ‖σ_i · s_θ(x, σ_i)‖₂,

@@ -1,4 +1,4 @@
-"""MSMA's detectors on the score-norm vectors n(x) ∈ R^L (paper §3-4, released ``ood_detection_helper``).
+"""MSMA's detectors on the score-norm vectors n(x) ∈ R^L (released ``ood_detection_helper``).
 Every score is higher = more OOD; the fitted ones fit on the ID fit split's vectors (gathered over ranks).
 
 ==================  ==========================================================================  =========
