@@ -91,16 +91,22 @@ def main(argv=None) -> dict:
                 hvae_seconds.append(sec)
     pixels = knn_on_pixels()
     sets = [s for (sc, s) in per_seed[0] if sc == DETECTORS[0] and not s.startswith("mean_")]
-    scorers = sorted({sc for sc, _ in per_seed[0]}, key=lambda n: (n not in DETECTORS, DETECTORS.index(n) if n in DETECTORS else int(n.split("_l")[-1])))
+    def order(name: str) -> tuple:
+        return (0, DETECTORS.index(name)) if name in DETECTORS else (1, int(name.split("_l")[-1]))
+
+    scorers = sorted({sc for sc, _ in per_seed[0]}, key=order)
     stat = lambda runs, key: (np.mean([r[key] for r in runs]), np.std([r[key] for r in runs]))  # noqa: E731
     head = ["OOD set", *scorers, "kNN on pixels"] + (["HVAE llr_gt1", "HVAE neg_elbo"] if args.hvae else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s in [*sets, "mean_near", "mean_far"]:
+    for s in [*sets, *(m for m in ("mean_near", "mean_far") if (DETECTORS[0], m) in per_seed[0])]:
         cells = []
         for sc in scorers:
             m, sd = stat(per_seed, (sc, s))
             cells.append(f"{m:.3f} ± {sd:.3f}")
-        px = pixels.get(s) if s in pixels else (np.mean([pixels[t] for t in sets if _group(t) == s[5:]]) if s.startswith("mean_") else None)
+        if s.startswith("mean_"):
+            px = float(np.mean([pixels[t] for t in sets if _group(t) == s[len("mean_"):]]))
+        else:
+            px = pixels.get(s)
         cells.append(f"{px:.3f}" if px is not None else "–")
         if args.hvae:
             for sc in ("llr_gt1", "neg_elbo"):
@@ -109,7 +115,9 @@ def main(argv=None) -> dict:
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     timing = (f"MSMA wall time per run (train + evaluate): {np.mean(seconds):.0f} ± {np.std(seconds):.0f} s over seeds "
-              f"{args.seeds}" + (f"; HVAE: {np.mean(hvae_seconds):.0f} ± {np.std(hvae_seconds):.0f} s" if args.hvae else ""))
+              f"{args.seeds}")
+    if args.hvae:
+        timing += f"; HVAE: {np.mean(hvae_seconds):.0f} ± {np.std(hvae_seconds):.0f} s"
     print(table)
     print(timing)
     if args.out:

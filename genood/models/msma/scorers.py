@@ -35,7 +35,8 @@ def _vectors(outputs: Outputs, key: str, scorer: str) -> torch.Tensor:
 
 
 class ScoreNormScorer(Scorer):
-    """One level's score norm n_i(x) (released ``compute_weighted_scores``), ``level`` 1-based as the paper's σ_i (σ_1 = σ_max)."""
+    """One level's score norm n_i(x) (released ``compute_weighted_scores``); ``level`` is 1-based as the
+    paper's σ_i (σ_1 = σ_max)."""
 
     def __init__(self, level: int, key: str = "score_norms"):
         if level < 1:

@@ -1,5 +1,5 @@
 """MSMA's features and objective against closed forms for Gaussian data N(0, s²I), whose noised density
-N(0, (s² + σ²)I) has the exact score −x / (s² + σ²) (the Gaussian case, where the score norms are known in closed form)."""
+N(0, (s² + σ²)I) has the exact score −x / (s² + σ²), so the score norms are known in closed form."""
 
 from __future__ import annotations
 

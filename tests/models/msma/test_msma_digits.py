@@ -1,8 +1,9 @@
 """MSMA end to end on the embedded digits: one short CLI run (module fixture) feeds
 
-* the self-split sanity check (the released notebooks compare train and ID-test scores): detectors fit on one half of the ID training split score
-  the other half (seen by the score network, not by the detector) like the ID test split (AUROC ≈ 0.5, no
-  leakage), while ``uniform_noise`` and ``inverted`` digits score far above the test digits (> 0.9);
+* the self-split sanity check (the released notebooks compare train and ID-test scores): detectors fit on
+  one half of the ID training split score the other half (seen by the score network, not by the detector)
+  like the ID test split (AUROC ≈ 0.5, no leakage), while ``uniform_noise`` and ``inverted`` digits score far
+  above the test digits (> 0.9);
 * exactness under DDP: evaluating the checkpoint with 2 gloo processes gives the same per-sample scores
   (``scores.npz``, aligned by dataset index), bit for bit, as the 1-process evaluation of the training run:
   features are per-sample, the GMM and the flow are fit (seeded, one thread) on the gathered fit split.

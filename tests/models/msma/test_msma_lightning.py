@@ -48,6 +48,7 @@ def test_mlp_learns_on_wdbc():
     model.eval()
     with torch.no_grad():
         start = model.loss(batch).item()
+    model.train()
     _trainer(60).fit(model, datamodule=dm)
     model.eval()
     with torch.no_grad():
