@@ -49,6 +49,8 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--max-rows", type=int, default=None,
+                   help="score_max_rows for the stacked path: chunks of at most this many (sample, level) rows")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,6 +69,7 @@ def main(argv=None) -> dict:
         model = MSMA(input_shape=shape, **kw)
     device = torch.device(args.device)
     model = model.to(device).eval()
+    model.score_max_rows = args.max_rows
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     x = torch.rand(args.batch, *shape, device=device)
     L = model.num_levels
@@ -89,6 +92,7 @@ def main(argv=None) -> dict:
     n_params = sum(q.numel() for q in model.parameters())
     result = {"network": model.network, "input_shape": list(shape), "levels": L, "batch": args.batch,
               "params": n_params, "device": str(device), "threads": torch.get_num_threads(),
+              "score_max_rows": args.max_rows,
               "stacked_samples_per_s": round(args.batch / t_stacked, 1),
               "per_level_loop_samples_per_s": round(args.batch / t_loop, 1),
               "speedup_stacked_over_loop": round(t_loop / t_stacked, 3)}
