@@ -157,7 +157,9 @@ class MSMA(GenerativeModel):
             level = torch.randint(0, self.num_levels, (x.shape[0],), device=x.device)
             noise = torch.randn_like(x)
         else:
-            level, noise = self._val_draws(x, torch.as_tensor(batch["index"]))
+            index = batch.get("index")
+            index = torch.arange(x.shape[0]) if index is None else torch.as_tensor(index)
+            level, noise = self._val_draws(x, index)
         sigma = self.sigmas[level]
         x_tilde = perturb(x, sigma, noise)
         return dsm_loss(self.score(x_tilde, level), x_tilde, x, sigma)

@@ -39,7 +39,8 @@ def test_digits_fit_and_reload(tmp_path):
 
 
 def test_mlp_learns_on_wdbc():
-    """A few hundred DSM steps on standardised WDBC rows lower the (deterministic) validation loss."""
+    """A few hundred DSM steps on standardised WDBC rows lower the (deterministic) validation loss well below
+    that of the zero score, ½ E‖ε‖² = d/2 (an untrained network sits near it)."""
     L.seed_everything(0)
     dm = TabularDataModule("wdbc", batch_size=64)
     dm.setup()
@@ -49,11 +50,12 @@ def test_mlp_learns_on_wdbc():
     with torch.no_grad():
         start = model.loss(batch).item()
     model.train()
-    _trainer(60).fit(model, datamodule=dm)
+    _trainer(100).fit(model, datamodule=dm)
     model.eval()
     with torch.no_grad():
         end = model.loss(batch).item()
-    assert end < 0.7 * start
+    d = dm.input_shape[0]
+    assert start > 0.9 * d / 2 and end < 0.8 * d / 2
 
 
 def test_flips_only_in_training_and_per_example():
