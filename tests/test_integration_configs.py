@@ -26,6 +26,8 @@ EMBEDDED = {
                                     "knn_feature"},
     "configs/flow/digits.yaml": {"nll", "bpd", "typicality", "complexity"},
     "configs/flow/digits_background.yaml": {"nll", "bpd", "typicality", "complexity"},
+    "configs/msma/digits.yaml": {"msma_gmm", "msma_flow", "msma_knn", *(f"msma_norm_l{i}" for i in range(1, 11))},
+    "configs/msma/wdbc.yaml": {"msma_gmm", "msma_flow", "msma_knn", *(f"msma_norm_l{i}" for i in range(1, 11))},
 }
 # configs whose one-epoch smoke run needs more: FlowCon needs >= 1 classifier epoch and >= 1 flow epoch
 EXTRA = {"configs/flowcon/digits.yaml": ["--model.init_args.classifier_epochs=1", "--trainer.max_epochs=2"]}
@@ -37,7 +39,8 @@ NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml"
                    # needs a classifier run's checkpoint; end to end in tests/data/test_features_data.py
                    "configs/dte/digits_features.yaml", "configs/flow/fashionmnist.yaml",
                    "configs/flow/fashionmnist_background.yaml", "configs/flow/cifar10.yaml",
-                   "configs/flow/cifar10_background.yaml", "configs/flow/cifar10_realnvp.yaml"]
+                   "configs/flow/cifar10_background.yaml", "configs/flow/cifar10_realnvp.yaml",
+                   "configs/msma/cifar10.yaml"]
 
 
 def test_every_config_is_covered():
