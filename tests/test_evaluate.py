@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO, run_folders
@@ -44,8 +45,26 @@ def test_ddp_two_processes_equal_one_process_exactly(ppca_run, tmp_path):
            "--trainer.strategy=ddp", "--trainer.devices=2", f"--output_root={tmp_path}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ddp_rows = read_rows(run_folders(tmp_path)[-1])
-    assert ddp_rows == rows
+    ddp_run = run_folders(tmp_path)[-1]
+    assert read_rows(ddp_run) == rows
+    assert_same_scores_by_index(run / "scores.npz", ddp_run / "scores.npz")
+
+
+def assert_same_scores_by_index(a_path, b_path, atol: float = 0.0):
+    """Per-sample scores of two runs, aligned by dataset index, are equal (the metrics alone would not see a
+    consistent index <-> score misalignment); every index appears exactly once in both."""
+    a, b = np.load(a_path), np.load(b_path)
+    assert sorted(a.files) == sorted(b.files)
+    sets = [k.split("/", 1)[1] for k in a.files if k.startswith("index/")]
+    assert sets
+    for name in sets:
+        ia, ib = a[f"index/{name}"], b[f"index/{name}"]
+        assert len(np.unique(ia)) == len(ia) and np.array_equal(np.sort(ia), np.sort(ib)), name
+        oa, ob = np.argsort(ia), np.argsort(ib)
+        assert np.array_equal(a[f"label/{name}"][oa], b[f"label/{name}"][ob]), name
+        for key in a.files:
+            if key.startswith("score/") and key.endswith(f"/{name}"):
+                np.testing.assert_allclose(a[key][oa], b[key][ob], rtol=0, atol=atol, err_msg=key)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(ppca_run, tmp_path):
@@ -57,6 +76,7 @@ def test_corrupt_checkpoint_is_a_clear_error(ppca_run, tmp_path):
     (tmp_path / "config.yaml").write_text((run / "config.yaml").read_text())
     with pytest.raises(RuntimeError, match="could not be read .corrupt"):
         main(["--ckpt_path", str(bad), *EVAL_FLAGS, f"--output_root={tmp_path / 'out'}"])
+    assert not (tmp_path / "out" / "ppca_digits").exists()  # failed before scoring: no run folder left
 
 
 def test_mismatched_checkpoint_is_a_clear_error(ppca_run, tmp_path):
@@ -68,8 +88,15 @@ def test_mismatched_checkpoint_is_a_clear_error(ppca_run, tmp_path):
               f"--output_root={tmp_path}"])
 
 
-def test_missing_checkpoint(tmp_path):
+def test_missing_checkpoint_or_config(ppca_run, tmp_path):
     from genood.evaluate import main
 
-    with pytest.raises(SystemExit, match="no config.yaml"):
+    _, run, _ = ppca_run
+    with pytest.raises(FileNotFoundError, match="nothing.ckpt does not exist"):
         main(["--ckpt_path", str(tmp_path / "nothing.ckpt")])
+    lone = tmp_path / "lone.ckpt"
+    lone.write_bytes((run / "last.ckpt").read_bytes())
+    with pytest.raises(FileNotFoundError, match="no config.yaml beside .*--config FILE"):
+        main(["--ckpt_path", str(lone)])
+    with pytest.raises(ValueError, match="--ckpt_path .* is required"):
+        main([])

@@ -1,13 +1,17 @@
 """HVAE as a :class:`~genood.models.base.GenerativeModel`: training recipe and OOD outputs.
 
-Training (reference ``dvae_run.py``, methods.md §1.3): one posterior sample per step, loss per sample
+Training (the paper's recipe, Section 5 and Appendix; reference ``scripts/dvae_run.py``; the family's
+README, "Training recipe"): one posterior sample per step, loss per sample
 
-    −log p(x | z) + β(epoch) · Σ_i Σ_elements max(KL_i,e, λ(epoch) / |z_i|)
+    −log p(x | z) + β(epoch) · Σ_i Σ_elements max(KL_i,e, λ(epoch) / C_i)
 
 with the single-sample KL_i,e = log q(z_i,e | ·) − log p(z_i,e | ·), β rising linearly from 1/W to 1 over the
 first W = ``warmup_epochs`` epochs (the reference's deterministic warm-up), and free nats λ (``free_nats``
-per layer, spread evenly over the layer's |z_i| elements) held for ``free_nats_constant_epochs`` then
-annealed linearly to 0 over ``free_nats_anneal_epochs``. Validation reports the plain ELBO (β = 1, λ = 0).
+per layer) spread over the layer's **channel (feature) dimension** C_i, as the reference's
+``FreeNats(λ, shared_dims=1)``: every element of a ``[C, H, W]`` conv latent is floored at λ / C, so the
+layer's floor totals λ · H · W (λ for a dense latent). λ is held for ``free_nats_constant_epochs`` then
+annealed linearly to 0 over ``free_nats_anneal_epochs`` (with both 0, λ stays at ``free_nats``, as the
+reference's ``FreeNatsCooldown``). Validation reports the plain ELBO (β = 1, λ = 0).
 
 Scoring (``score_outputs``, one batched network call): the importance-weighted ELBO with
 ``score_samples`` samples and L^{>k} with one sample for every k in ``skip_k``.
@@ -32,7 +36,10 @@ def kl_warmup(epoch: int, warmup_epochs: int) -> float:
 
 def free_nats_schedule(epoch: int, free_nats: float, constant_epochs: int, anneal_epochs: int) -> float:
     """λ at ``epoch``: ``free_nats`` for ``constant_epochs``, then linearly to 0 (both ends included, as
-    ``np.linspace``) over ``anneal_epochs``, then 0 (reference ``FreeNatsCooldown``)."""
+    ``np.linspace``) over ``anneal_epochs``, then 0 (reference ``FreeNatsCooldown``, which keeps the start
+    value for ever when both durations are 0)."""
+    if constant_epochs == 0 and anneal_epochs == 0:
+        return float(free_nats)
     if epoch < constant_epochs:
         return float(free_nats)
     j = epoch - constant_epochs
@@ -53,7 +60,8 @@ class HVAE(GenerativeModel):
         n_mix, n_bins: mixture components / levels of the discretized logistic mixture (10, 256).
         activation, skip_connections, weightnorm: network options (reference defaults).
         warmup_epochs: KL warm-up length W (paper: 200).
-        free_nats: free-nats budget per stochastic layer (paper: 2), spread over the layer's elements.
+        free_nats: free-nats budget per stochastic layer (paper: 2), spread over the layer's channels (each
+            element of a ``[C, H, W]`` latent is floored at free_nats / C, as the reference code).
         free_nats_constant_epochs, free_nats_anneal_epochs: λ held, then annealed to 0 (paper: 200 + 200).
         skip_k: the k of L^{>k} / LLR^{>k} to score (each 1 ≤ k ≤ L; paper: 1 and 2 for L = 3).
         score_samples: importance samples S for the ELBO when scoring (paper: 1 or 1000).
@@ -129,8 +137,8 @@ class HVAE(GenerativeModel):
         fp = self.net(x)
         beta, lam = self.kl_weight(), self.free_nats_now()
         kl_loss = 0.0
-        for kl, latent in zip(fp.kl, self.net.latents):
-            floored = kl.clamp(min=lam / latent.numel) if lam > 0 else kl
+        for kl in fp.kl:  # [R, C, H, W] or [R, C]: the budget is shared over the channel dimension only
+            floored = kl.clamp(min=lam / kl.shape[1]) if lam > 0 else kl
             kl_loss = kl_loss + floored.flatten(1).sum(1)
         loss = (-fp.log_px + beta * kl_loss).mean()
         if self._trainer is not None:
