@@ -14,6 +14,7 @@ Python exception. A run that fails before training starts leaves no run folder b
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Optional
 
 from .cli import GenoodCLI, build_scorers, command_line, load_weights, main_argv, report_rows, run_folder_scope
@@ -28,7 +29,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
             load_weights(cli.model, ckpt)  # a readable, matching checkpoint, or a clear error
         cli.trainer.callbacks.append(scope)  # marks the run started when the training loop begins
         start = time.perf_counter()
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+        with warnings.catch_warnings():  # a resumed run writes a new folder by design
+            warnings.filterwarnings("ignore", message=".*The dirpath has changed from.*")
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
         train_seconds = round(time.perf_counter() - start, 3)
         weights = cli.trained_weights(resumed_from=ckpt)
         return report_rows(cli, scorers, "", {"train_seconds": train_seconds, "weights": weights})

@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from conftest import REPO, run_folders
+from conftest import REPO, assert_same_scores_by_index, run_folders
 from genood.evaluation.report import read_rows
 
 EVAL_FLAGS = ["--trainer.enable_progress_bar=false", "--evaluation.print_table=false", "--evaluation.plots=false",
@@ -50,23 +49,6 @@ def test_ddp_two_processes_equal_one_process_exactly(ppca_run, tmp_path):
     assert_same_scores_by_index(run / "scores.npz", ddp_run / "scores.npz")
 
 
-def assert_same_scores_by_index(a_path, b_path, atol: float = 0.0):
-    """Per-sample scores of two runs, aligned by dataset index, are equal (the metrics alone would not see a
-    consistent index <-> score misalignment); every index appears exactly once in both."""
-    a, b = np.load(a_path), np.load(b_path)
-    assert sorted(a.files) == sorted(b.files)
-    sets = [k.split("/", 1)[1] for k in a.files if k.startswith("index/")]
-    assert sets
-    for name in sets:
-        ia, ib = a[f"index/{name}"], b[f"index/{name}"]
-        assert len(np.unique(ia)) == len(ia) and np.array_equal(np.sort(ia), np.sort(ib)), name
-        oa, ob = np.argsort(ia), np.argsort(ib)
-        assert np.array_equal(a[f"label/{name}"][oa], b[f"label/{name}"][ob]), name
-        for key in a.files:
-            if key.startswith("score/") and key.endswith(f"/{name}"):
-                np.testing.assert_allclose(a[key][oa], b[key][ob], rtol=0, atol=atol, err_msg=key)
-
-
 def test_corrupt_checkpoint_is_a_clear_error(ppca_run, tmp_path):
     from genood.evaluate import main
 
@@ -100,3 +82,22 @@ def test_missing_checkpoint_or_config(ppca_run, tmp_path):
         main(["--ckpt_path", str(lone)])
     with pytest.raises(ValueError, match="--ckpt_path .* is required"):
         main([])
+
+
+def test_per_sample_comparison_catches_a_consistent_index_misalignment(tmp_path):
+    """Two runs with the same scores attached to other indices have identical metrics; the per-sample
+    comparison used by the DDP tests must still fail on them."""
+    import numpy as np
+
+    from genood.evaluation.metrics import ood_metrics
+
+    s_id, s_ood = np.array([0.1, 0.5, 0.3, 0.2]), np.array([0.9, 0.4])
+    base = {"index/d": np.arange(4), "label/d": np.zeros(4), "score/x/d": s_id,
+            "index/o": np.arange(2), "label/o": np.ones(2), "score/x/o": s_ood}
+    np.savez(tmp_path / "a.npz", **base)
+    np.savez(tmp_path / "same.npz", **{**base, "index/d": np.array([2, 0, 3, 1]), "score/x/d": s_id[[2, 0, 3, 1]]})
+    np.savez(tmp_path / "shifted.npz", **{**base, "score/x/d": np.roll(s_id, 1)})
+    assert ood_metrics(s_id, s_ood) == ood_metrics(np.roll(s_id, 1), s_ood)  # the metrics cannot tell
+    assert_same_scores_by_index(tmp_path / "a.npz", tmp_path / "same.npz", rtol=0)
+    with pytest.raises(AssertionError):
+        assert_same_scores_by_index(tmp_path / "a.npz", tmp_path / "shifted.npz")

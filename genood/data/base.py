@@ -1,4 +1,4 @@
-"""The data contract every genood datamodule keeps (design.md, "samples carry their identity").
+"""The data contract every genood datamodule keeps (the README, "Exact evaluation on many GPUs").
 
 Every sample is a dict ``{"x": Tensor, "y": int, "index": int}``: ``y`` is the class label (or -1 when
 there is none), ``index`` the sample's position in its own dataset. Evaluation gathers

@@ -59,6 +59,8 @@ class HVAE(GenerativeModel):
         likelihood: "bernoulli" (binarized grey images) or "discretized_logistic_mixture" (8-bit images).
         n_mix, n_bins: mixture components / levels of the discretized logistic mixture (10, 256).
         activation, skip_connections, weightnorm: network options (reference defaults).
+        drop_same_shape_skips: True reproduces the released residual block, which ignores every skip input that
+            already has the block's shape (hvae-oodd ``residual.py``); False (default) adds them as intended.
         warmup_epochs: KL warm-up length W (paper: 200).
         free_nats: free-nats budget per stochastic layer (paper: 2), spread over the layer's channels (each
             element of a ``[C, H, W]`` latent is floored at free_nats / C, as the reference code).
@@ -73,6 +75,7 @@ class HVAE(GenerativeModel):
     def __init__(self, input_shape: Optional[Sequence[int]] = None, lr: float = 3e-4,
                  stages: Optional[list[dict[str, Any]]] = None, likelihood: str = "bernoulli", n_mix: int = 10,
                  n_bins: int = 256, activation: str = "relu", skip_connections: bool = True, weightnorm: bool = True,
+                 drop_same_shape_skips: bool = False,
                  warmup_epochs: int = 200, free_nats: float = 2.0, free_nats_constant_epochs: int = 200,
                  free_nats_anneal_epochs: int = 200, skip_k: Sequence[int] = (1, 2), score_samples: int = 1,
                  score_seed: int = 0, score_max_rows: Optional[int] = None):
@@ -82,7 +85,7 @@ class HVAE(GenerativeModel):
                              "constructing the model directly, e.g. input_shape=(1, 8, 8))")
         self.save_hyperparameters()
         self.net = HierarchicalVAE(self.input_shape, stages, likelihood, n_mix, n_bins, activation,
-                                   skip_connections, weightnorm)
+                                   skip_connections, weightnorm, drop_same_shape_skips)
         L = self.net.n_latents
         self.skip_k = tuple(int(k) for k in skip_k)
         if any(not 1 <= k <= L for k in self.skip_k) or len(set(self.skip_k)) != len(self.skip_k):

@@ -131,3 +131,24 @@ def test_configs_build_the_papers_latent_shapes(name, shape, latents):
         args = cfg["model"]["init_args"]
         assert (args["lr"], args["warmup_epochs"], args["free_nats"]) == (3e-4, 200, 2.0)
         assert cfg["data"]["init_args"]["batch_size"] == 128
+
+
+def test_drop_same_shape_skips_reproduces_the_released_residual_block():
+    """hvae-oodd's ResBlockConv2d merges the skip input with ``y + aux_op(act(aux)) if aux_op is not None else y``:
+    a skip input that already has conv1's output shape (no aux_op built) is ignored; a resampled one is used."""
+    from genood.models.hvae.layers import ResBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, 4, 4)
+    for drop in (False, True):
+        torch.manual_seed(1)
+        same = ResBlock((8, 4, 4), 8, 3, aux_shape=(8, 4, 4), drop_same_shape_skips=drop)
+        a1, a2 = torch.randn(3, 8, 4, 4), torch.randn(3, 8, 4, 4)
+        assert torch.equal(same(x, a1), same(x, a2)) == drop  # released: the same-shape skip has no effect
+        torch.manual_seed(1)
+        resampled = ResBlock((8, 4, 4), 8, 3, aux_shape=(8, 8, 8), drop_same_shape_skips=drop)
+        b1, b2 = torch.randn(3, 8, 8, 8), torch.randn(3, 8, 8, 8)
+        assert not torch.equal(resampled(x, b1), resampled(x, b2))  # a resampled skip is used either way
+    m = _model(drop_same_shape_skips=True)
+    assert not m.net.q_stacks[1].blocks[0].uses_aux  # stage 2 reads h1 of its own shape: dropped as released
+    assert _model().net.q_stacks[1].blocks[0].uses_aux
