@@ -133,8 +133,10 @@ class GenoodCLI(LightningCLI):
                 if cb.monitor is None:
                     cb.monitor, cb.filename = "val/loss", "best"
                 self.best_checkpoint = cb
+                # every epoch end, also when validation runs less often (check_val_every_n_epoch > 1) or an
+                # early stop ends training between validations
                 last = ModelCheckpoint(dirpath=str(self.run_dir), filename="last", monitor=None, save_top_k=1,
-                                       enable_version_counter=False)
+                                       enable_version_counter=False, save_on_train_epoch_end=True)
                 self.trainer.callbacks.append(last)  # after the best one: trainer.checkpoint_callback stays "best"
                 self.last_checkpoint = last
                 break
@@ -156,10 +158,12 @@ class GenoodCLI(LightningCLI):
             info.update(path=str(Path(path).resolve()), epoch=saved.get("epoch"), global_step=saved.get("global_step"),
                         val_loss=_as_float(self.best_checkpoint.best_model_score))
             text = f"the best weights by val/loss (epoch {info['epoch']}, val/loss {info['val_loss']:.6g})"
+            info["source"] = "best weights of this training run (best.ckpt)"
         else:
             path = self.last_checkpoint.best_model_path if self.last_checkpoint is not None else ""
             info.update(path=str(Path(path).resolve()) if path else None, epoch=int(trainer.current_epoch) - 1)
             text = f"the final weights (epoch {info['epoch']}, the last of {info['epochs_completed']} completed)"
+            info["source"] = "final weights of this training run (last.ckpt)"
         if trainer.global_rank == 0:
             print(f"genood: evaluating {text}" + (f": {info['path']}" if info.get("path") else ""))
         return info
@@ -312,8 +316,8 @@ def _remove_unused_run_dir(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
         created_run_dirs.discard(path.resolve())
         parent = path.parent
-        if parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()  # the experiment folder this run created, now empty
+        if path.name.startswith("version_") and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()  # the experiment folder, now empty
     elif (path / "config.yaml").is_file():
         (path / "config.yaml").unlink()
 

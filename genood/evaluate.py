@@ -65,7 +65,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         cli = GenoodCLI(args=args)
         scorers = build_scorers(cli.model, cli.config.evaluation)
         saved = load_weights(cli.model, ckpt)
-        weights = {"checkpoint": "given", "path": str(Path(ckpt).resolve()), **saved}
+        weights = {"source": "checkpoint", "checkpoint": "given", "path": str(Path(ckpt).resolve()), **saved}
         if cli.trainer.global_rank == 0:
             print(f"genood: evaluating {weights['path']} (epoch {saved.get('epoch')}, global step "
                   f"{saved.get('global_step')})")

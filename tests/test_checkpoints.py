@@ -83,3 +83,12 @@ def test_evaluation_checkpoint_best_evaluates_best_ckpt(diverging_run, tmp_path,
                      f"--output_root={tmp_path / 'again'}"]) == rows_best
     with pytest.raises(SystemExit):  # not a choice: rejected when the arguments are parsed
         train(quick_args(tmp_path, "--evaluation.checkpoint=middle", epochs=1))
+
+
+def test_last_ckpt_is_written_after_epochs_without_validation(tmp_path):
+    """Validation every 2nd epoch of 3: best.ckpt can only hold epoch 1, last.ckpt must hold epoch 2."""
+    from genood.train import main
+
+    main(quick_args(tmp_path, "--trainer.check_val_every_n_epoch=2", "--evaluation.plots=false", epochs=3))
+    (run,) = run_folders(tmp_path)
+    assert _epoch(run / "last.ckpt") == 2 and _epoch(run / "best.ckpt") == 1

@@ -152,3 +152,18 @@ def test_drop_same_shape_skips_reproduces_the_released_residual_block():
     m = _model(drop_same_shape_skips=True)
     assert not m.net.q_stacks[1].blocks[0].uses_aux  # stage 2 reads h1 of its own shape: dropped as released
     assert _model().net.q_stacks[1].blocks[0].uses_aux
+
+
+def test_free_nats_per_layer_list():
+    """The reference loss also takes one budget per layer (oodd/losses.py: ``free_nats`` float or list)."""
+    m = _model(warmup_epochs=0, free_nats=[1e4, 0.0, 2e4], free_nats_constant_epochs=5,
+               free_nats_anneal_epochs=5).train()
+    x = _binary()
+    torch.manual_seed(1)
+    loss = m.loss({"x": x})
+    torch.manual_seed(1)
+    fp = m.net(x)
+    expected = -fp.log_px + 1e4 * 16 + fp.kl[1].flatten(1).sum(1) + 2e4  # z2 unfloored
+    torch.testing.assert_close(loss, expected.mean())
+    with pytest.raises(ValueError, match="one per layer"):
+        _model(free_nats=[1.0, 2.0])
