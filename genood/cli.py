@@ -10,27 +10,48 @@ Config layout (every section maps 1:1 onto a constructor)::
     evaluation: {...}                # genood.evaluation.config.EvaluationConfig
 
 ``model.init_args.input_shape`` is linked from the datamodule and never written by hand.
+
+Checkpoints in the run folder: ``last.ckpt`` holds the weights of the last completed epoch (rewritten every
+epoch, so it is also where an interrupted run resumes from) and ``best.ckpt`` the best epoch by ``val/loss``.
+After training, ``evaluation.checkpoint`` (``last``, the default, or ``best``) chooses which of the two is
+evaluated; the log and ``results.json``'s metadata say which one was.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from .data.base import OODDataModule
 from .evaluation.config import EvaluationConfig
-from .models.base import GenerativeModel
-from .run_dir import ENV_VAR, claim_run_dir
+from .models.base import GenerativeModel, NonFiniteLossError
+from .run_dir import ENV_VAR, claim_run_dir, created_run_dirs
 
 DEFAULT_CONFIG = "configs/default.yaml"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not match the configured model."""
+
+
+class _NoPromotionalTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing ..." advertisements from genood's console output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)[:16]
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoPromotionalTips())
 
 
 def default_config_path() -> Path:
@@ -79,18 +100,73 @@ class GenoodCLI(LightningCLI):
                 sys.stderr.write(known_classes_hint())
             raise
 
+    def instantiate_classes(self) -> None:
+        """As LightningCLI's, but a constructor's own error (a bad value, a missing dataset) is raised as it
+        is, not wrapped in jsonargparse's "Does not validate against any of the Union subtypes" report."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as e:
+            root = e
+            while root.__cause__ is not None:
+                root = root.__cause__
+            if root is e:
+                raise
+            raise root from None
+
     def before_instantiate_classes(self) -> None:
         self.run_dir = claim_run_dir(self.config.output_root, self.config.experiment, self.config.run_dir)
         self.config.trainer.default_root_dir = str(self.run_dir)
 
     def after_instantiate(self) -> None:
-        """Point Lightning's default checkpointing at the run folder (last.ckpt + best by val/loss)."""
+        """Point Lightning's default checkpointing at the run folder: ``best.ckpt`` (best ``val/loss``) and
+        ``last.ckpt`` (the weights of every completed epoch, so the final weights once training ends).
+
+        Lightning's own ``save_last=True`` on a monitored checkpoint writes ``last.ckpt`` only when a new best
+        is saved (Lightning 2.6), so a run whose last epoch is not its best would leave older weights there;
+        a second, unmonitored callback that rewrites ``last.ckpt`` after every epoch avoids that."""
+        self.best_checkpoint: Optional[ModelCheckpoint] = None
+        self.last_checkpoint: Optional[ModelCheckpoint] = None
         for cb in self.trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                 cb.dirpath = str(self.run_dir)
-                cb.save_last = True
+                cb.save_last = False
                 if cb.monitor is None:
                     cb.monitor, cb.filename = "val/loss", "best"
+                self.best_checkpoint = cb
+                # every epoch end, also when validation runs less often (check_val_every_n_epoch > 1) or an
+                # early stop ends training between validations
+                last = ModelCheckpoint(dirpath=str(self.run_dir), filename="last", monitor=None, save_top_k=1,
+                                       enable_version_counter=False, save_on_train_epoch_end=True)
+                self.trainer.callbacks.append(last)  # after the best one: trainer.checkpoint_callback stays "best"
+                self.last_checkpoint = last
+                break
+
+    def trained_weights(self, resumed_from: Optional[str] = None) -> dict:
+        """After ``fit``: put the weights ``evaluation.checkpoint`` names into the model (``last``: the final
+        weights, already there; ``best``: ``best.ckpt``), say which on the console, and return them for
+        ``results.json``'s metadata."""
+        which = self.config.evaluation.checkpoint
+        trainer = self.trainer
+        info = {"checkpoint": which, "epochs_completed": int(trainer.current_epoch),
+                "global_step": int(trainer.global_step), "resumed_from": resumed_from}
+        if which == "best":
+            path = self.best_checkpoint.best_model_path if self.best_checkpoint is not None else ""
+            if not path or not Path(path).is_file():
+                raise ValueError("evaluation.checkpoint=best, but this run saved no best checkpoint (checkpointing "
+                                 "off, or val/loss never logged); use evaluation.checkpoint=last")
+            saved = load_weights(self.model, path)
+            info.update(path=str(Path(path).resolve()), epoch=saved.get("epoch"), global_step=saved.get("global_step"),
+                        val_loss=_as_float(self.best_checkpoint.best_model_score))
+            text = f"the best weights by val/loss (epoch {info['epoch']}, val/loss {info['val_loss']:.6g})"
+            info["source"] = "best weights of this training run (best.ckpt)"
+        else:
+            path = self.last_checkpoint.best_model_path if self.last_checkpoint is not None else ""
+            info.update(path=str(Path(path).resolve()) if path else None, epoch=int(trainer.current_epoch) - 1)
+            text = f"the final weights (epoch {info['epoch']}, the last of {info['epochs_completed']} completed)"
+            info["source"] = "final weights of this training run (last.ckpt)"
+        if trainer.global_rank == 0:
+            print(f"genood: evaluating {text}" + (f": {info['path']}" if info.get("path") else ""))
+        return info
 
     def run_evaluation(self, scorers: list, metadata: Optional[dict] = None) -> list[dict]:
         """OOD evaluation of ``self.model`` as the ``evaluation:`` section says, into the run folder;
@@ -164,18 +240,23 @@ def build_scorers(model: GenerativeModel, evaluation: EvaluationConfig) -> list:
     return select_scorers(available, evaluation.scorers)
 
 
-def load_weights(model: GenerativeModel, ckpt_path: str) -> None:
-    """Load a genood checkpoint's weights into ``model`` with errors that say what is wrong."""
+def _as_float(v) -> Optional[float]:
+    return float(v) if v is not None else None
+
+
+def load_weights(model: GenerativeModel, ckpt_path: str) -> dict:
+    """Load a genood checkpoint's weights into ``model`` with errors that say what is wrong; returns the
+    checkpoint's ``epoch`` and ``global_step``."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # truncated file, not a torch file, ...
-        raise RuntimeError(f"checkpoint {path} could not be read (corrupt or not a PyTorch checkpoint): "
-                           f"{type(e).__name__}: {e}") from None
+        raise CheckpointError(f"checkpoint {path} could not be read (corrupt or not a PyTorch checkpoint): "
+                              f"{type(e).__name__}: {e}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise RuntimeError(f"checkpoint {path} is not a Lightning checkpoint (no 'state_dict')")
+        raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint (no 'state_dict')")
     missing, unexpected = [], []
     own = model.state_dict()
     for k, v in ckpt["state_dict"].items():
@@ -186,23 +267,76 @@ def load_weights(model: GenerativeModel, ckpt_path: str) -> None:
     missing = [k for k in own if k not in ckpt["state_dict"]]
     if missing or unexpected:
         hp = ckpt.get("hyper_parameters", {})
-        raise RuntimeError(
+        raise CheckpointError(
             f"checkpoint {path} does not match {type(model).__name__} built from the config "
             f"(checkpoint hyper-parameters: {hp}); missing keys: {missing[:5]}, unexpected/mismatched: "
             f"{unexpected[:5]}. Evaluate it with the config of the run that wrote it.")
     model.load_state_dict(ckpt["state_dict"])
+    return {"epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
+
+
+class RunScope(Callback):
+    """State of :func:`run_folder_scope`; as a trainer callback it marks the run started when the training
+    loop begins (:meth:`started` does it by hand)."""
+
+    def __init__(self):
+        self.has_started = False
+
+    def started(self) -> None:
+        self.has_started = True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.started()
 
 
 @contextmanager
 def run_folder_scope():
     """Within it, a run claims one folder (shared with its DDP workers); on exit the launching process
-    forgets it, so a later run in the same process gets a new one."""
+    forgets it, so a later run in the same process gets a new one. A run that fails before
+    :meth:`RunScope.started` (a bad config value, a missing dataset, a bad checkpoint) and wrote no
+    checkpoint or results leaves no folder behind: the folder it created is removed (an explicit
+    ``--run_dir`` that existed is only emptied of the ``config.yaml`` written here)."""
     claimed_here = ENV_VAR not in os.environ
+    scope = RunScope()
     try:
-        yield
+        yield scope
+    except BaseException:
+        if claimed_here and not scope.has_started and os.environ.get(ENV_VAR):
+            _remove_unused_run_dir(Path(os.environ[ENV_VAR]))
+        raise
     finally:
         if claimed_here:
             os.environ.pop(ENV_VAR, None)
+
+
+def _remove_unused_run_dir(path: Path) -> None:
+    if any(path.glob("*.ckpt")) or (path / "results.json").exists():
+        return  # something of value was written (e.g. by ddp_spawn workers this process does not see start)
+    if path.resolve() in created_run_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+        created_run_dirs.discard(path.resolve())
+        parent = path.parent
+        if path.name.startswith("version_") and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()  # the experiment folder, now empty
+    elif (path / "config.yaml").is_file():
+        (path / "config.yaml").unlink()
+
+
+# Errors a user can fix from the message alone: the command line prints them without a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointError,
+               NonFiniteLossError)
+
+
+def command_line(main: Callable, prog: str) -> None:
+    """Run ``main()`` as the command ``python -m <prog>``: a known user error (:data:`USER_ERRORS`) prints one
+    line ``<prog>: error: <message>`` and exits with status 2; ``GENOOD_TRACEBACK=1`` shows the traceback."""
+    try:
+        main()
+    except USER_ERRORS as e:
+        if os.environ.get("GENOOD_TRACEBACK"):
+            raise
+        sys.stderr.write(f"{prog}: error: {e}\n(set GENOOD_TRACEBACK=1 for the traceback)\n")
+        sys.exit(2)
 
 
 def report_rows(cli: GenoodCLI, scorers: list, message: str, metadata: Optional[dict] = None) -> list[dict]:

@@ -3,7 +3,13 @@
 Re-scores a saved checkpoint into a new run folder. The model and data come from the run's own
 ``config.yaml`` (beside the checkpoint) unless ``--config`` is given; any ``--data.*``, ``--trainer.*``
 or ``--evaluation.*`` override applies on top, e.g. other OOD sets or ``--trainer.devices=2
---trainer.strategy=ddp`` (the metrics equal a one-process evaluation exactly).
+--trainer.strategy=ddp`` (the metrics equal a one-process evaluation exactly). The training run's folder
+settings are never reused: the evaluation claims a new ``version_<N>`` folder (or the ``--run_dir`` given
+here), and its ``config.yaml`` records the scored checkpoint as ``ckpt_path``.
+
+Scoring ``<run>/last.ckpt`` reproduces the training run's ``results.json`` rows exactly when the run
+evaluated its final weights (``evaluation.checkpoint: last``, the default); ``<run>/best.ckpt`` those of a
+run that evaluated ``best``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .cli import GenoodCLI, build_scorers, load_weights, report_rows, run_folder_scope
+from .cli import GenoodCLI, build_scorers, command_line, load_weights, report_rows, run_folder_scope
 
 
 def _split_ckpt_arg(argv: list[str]) -> tuple[Optional[str], list[str]]:
@@ -24,22 +30,47 @@ def _split_ckpt_arg(argv: list[str]) -> tuple[Optional[str], list[str]]:
     return None, argv
 
 
+def _after_configs(argv: list[str], extra: list[str]) -> list[str]:
+    """``argv`` with ``extra`` inserted after its last ``--config`` (so the configs cannot override it, and any
+    later command-line argument still can)."""
+    end = 0
+    for i, a in enumerate(argv):
+        if a == "--config":
+            end = i + 2
+        elif a.startswith("--config="):
+            end = i + 1
+    return [*argv[:end], *extra, *argv[end:]]
+
+
 def main(argv: Optional[list[str]] = None) -> list[dict]:
     argv = list(sys.argv[1:] if argv is None else argv)
     ckpt, rest = _split_ckpt_arg(argv)
-    if ckpt is None and not any(a in ("-h", "--help") for a in rest):
-        raise SystemExit("genood.evaluate: --ckpt_path <run>/last.ckpt is required")
-    if ckpt is not None and not any(a == "--config" or a.startswith("--config=") for a in rest):
+    if ckpt is None:
+        if any(a in ("-h", "--help") for a in rest):
+            with run_folder_scope():
+                GenoodCLI(args=rest)  # prints the help and exits
+        raise ValueError("--ckpt_path <run>/last.ckpt is required (the checkpoint to score)")
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt} does not exist")
+    if not any(a == "--config" or a.startswith("--config=") for a in rest):
         run_config = Path(ckpt).resolve().parent / "config.yaml"
         if not run_config.exists():
-            raise SystemExit(f"genood.evaluate: no config.yaml beside {ckpt}; pass the run's --config FILE")
+            raise FileNotFoundError(f"no config.yaml beside {ckpt}; pass the config of the run that wrote it "
+                                    "with --config FILE")
         rest = ["--config", str(run_config), *rest]
-    with run_folder_scope():
-        cli = GenoodCLI(args=rest)
+    # the training run's folder settings never carry over (a new folder unless --run_dir is given here), and
+    # the evaluation run's config.yaml records the scored checkpoint
+    args = _after_configs(rest, ["--run_dir=null", f"--ckpt_path={ckpt}"])
+    with run_folder_scope():  # a failed evaluation leaves no folder without results behind
+        cli = GenoodCLI(args=args)
         scorers = build_scorers(cli.model, cli.config.evaluation)
-        load_weights(cli.model, ckpt)
-        return report_rows(cli, scorers, f"evaluated {ckpt}; ", {"weights": {"source": "checkpoint", "checkpoint": str(Path(ckpt).resolve())}})
+        saved = load_weights(cli.model, ckpt)
+        weights = {"source": "checkpoint", "checkpoint": "given", "path": str(Path(ckpt).resolve()), **saved}
+        if cli.trainer.global_rank == 0:
+            print(f"genood: evaluating {weights['path']} (epoch {saved.get('epoch')}, global step "
+                  f"{saved.get('global_step')})")
+        return report_rows(cli, scorers, f"evaluated {ckpt}; ", {"weights": weights})
 
 
 if __name__ == "__main__":
-    main()
+    command_line(main, "genood.evaluate")

@@ -1,4 +1,4 @@
-"""Run folders: ``<output_root>/<experiment>/version_<N>``, never reused (design.md, "contract: run folder").
+"""Run folders: ``<output_root>/<experiment>/version_<N>``, never reused (the README, "The run folder").
 
 The folder is claimed once by the launching process and handed to DDP worker processes through the
 ``GENOOD_RUN_DIR`` environment variable (Lightning's launcher copies the environment), so every rank writes
@@ -14,6 +14,10 @@ from typing import Optional
 
 ENV_VAR = "GENOOD_RUN_DIR"
 
+# folders created by claim_run_dir in this process (resolved paths): a run that fails before it starts
+# removes its own folder again (genood.cli.run_folder_scope), never one it did not create
+created_run_dirs: set[Path] = set()
+
 
 def claim_run_dir(output_root: str, experiment: str, explicit: Optional[str] = None) -> Path:
     """Create and return a fresh run folder (or the one a parent process already claimed)."""
@@ -23,7 +27,11 @@ def claim_run_dir(output_root: str, experiment: str, explicit: Optional[str] = N
             if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0:
                 raise FileExistsError(f"run folder {path} already holds files; genood never overwrites a run. "
                                       "Choose another --run_dir or leave it unset for a new version folder.")
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True)
+            created_run_dirs.add(path.resolve())
+        except FileExistsError:  # it existed (empty), or another rank made it first
+            pass
     elif os.environ.get(ENV_VAR):
         path = Path(os.environ[ENV_VAR])
         path.mkdir(parents=True, exist_ok=True)
@@ -38,6 +46,7 @@ def claim_run_dir(output_root: str, experiment: str, explicit: Optional[str] = N
             path = base / f"version_{n}"
             try:
                 path.mkdir()
+                created_run_dirs.add(path.resolve())
                 break
             except FileExistsError:  # another run claimed it first
                 n += 1

@@ -1,10 +1,12 @@
-"""Shared fixtures: a small PPCA run on the embedded digits, trained once per test session."""
+"""Shared fixtures and helpers: a small PPCA run on the embedded digits, trained once per test session; the
+per-sample score comparison of two run folders; the gpu marker."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +23,24 @@ def quick_args(output_root, *extra: str, epochs: int = 3) -> list[str]:
 
 def run_folders(root: Path, experiment: str = "ppca_digits") -> list[Path]:
     return sorted((Path(root) / experiment).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def assert_same_scores_by_index(a_path, b_path, rtol: float = 1e-6, atol: float = 0.0):
+    """Per-sample scores of two runs' ``scores.npz``, aligned by dataset index, are equal up to float rounding
+    (the metrics alone would not see a consistent index <-> score misalignment); every index appears exactly
+    once in both, with the same label."""
+    a, b = np.load(a_path), np.load(b_path)
+    assert sorted(a.files) == sorted(b.files)
+    sets = [k.split("/", 1)[1] for k in a.files if k.startswith("index/")]
+    assert sets
+    for name in sets:
+        ia, ib = a[f"index/{name}"], b[f"index/{name}"]
+        assert len(np.unique(ia)) == len(ia) and np.array_equal(np.sort(ia), np.sort(ib)), name
+        oa, ob = np.argsort(ia), np.argsort(ib)
+        assert np.array_equal(a[f"label/{name}"][oa], b[f"label/{name}"][ob]), name
+        for key in a.files:
+            if key.startswith("score/") and key.endswith(f"/{name}"):
+                np.testing.assert_allclose(a[key][oa], b[key][ob], rtol=rtol, atol=atol, err_msg=key)
 
 
 def pytest_collection_modifyitems(config, items):

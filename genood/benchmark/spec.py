@@ -27,7 +27,7 @@ overrides and the seed, so a finished cell is recognised on the next invocation 
         for_each: {data.init_args.dataset: [wdbc, wine]}   # one expanded entry per value (grid)
       - name: ddpm_released
         from: ddpm                   # re-score each cell of entry "ddpm" (same seed) with these overrides
-        overrides: {model.init_args.recon_start: clean}
+        overrides: {model.init_args.recon_variant: mean_only}
 
 Paper values are fractions in [0, 1] (the scale of ``results.json``), keyed by metric, then by column: an
 OOD-set name, a task name (tasks with one OOD set), ``<task>/<set>``, ``mean_near``, ``mean_far`` or ``mean``.

@@ -1,4 +1,4 @@
-"""The data contract every genood datamodule keeps (design.md, "samples carry their identity").
+"""The data contract every genood datamodule keeps (the README, "Exact evaluation on many GPUs").
 
 Every sample is a dict ``{"x": Tensor, "y": int, "index": int}``: ``y`` is the class label (or -1 when
 there is none), ``index`` the sample's position in its own dataset. Evaluation gathers
@@ -112,6 +112,7 @@ class OODDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.drop_last = False  # drop the last partial training batch (a subclass may expose it as an argument)
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
         self.fit_set: Optional[Dataset] = None
@@ -129,13 +130,17 @@ class OODDataModule(L.LightningDataModule):
                 raise RuntimeError(f"{type(self).__name__}.build() must put the ID test set first in eval_sets")
             self._is_setup = True
 
-    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, drop_last: bool = False) -> DataLoader:
         sampler = EpochSeededSampler(len(dataset), self.seed) if shuffle else None
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=drop_last,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, batch_size=self.batch_size)
+        """Shuffled ID training batches. ``drop_last`` drops the trailing partial batch, except when the whole
+        training split is smaller than one batch (e.g. wine's 60 training normals at batch 64): then its one
+        partial batch is kept rather than dropping every sample."""
+        drop_last = self.drop_last and len(self.train_set) >= self.batch_size
+        return self._loader(self.train_set, shuffle=True, batch_size=self.batch_size, drop_last=drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set if self.val_set is not None else self.fit_set, shuffle=False,

@@ -1,13 +1,13 @@
 """Tabular anomaly-detection data: ADBench ``.npz`` files and three embedded, offline tasks.
 
 Every task is a matrix ``X [n, d]`` with labels ``y`` (1 = anomaly, 0 = normal), split by a named protocol
-(methods.md §5.7, DTE's ``run.py`` / ADBench's ``DataGenerator``):
+(DTE's ``run.py`` / ADBench's ``DataGenerator``; Livernoche et al. 2024, experimental setup):
 
 * ``"semi"`` (DTE's semi-supervised setting): train on a random 50% of the normal points; test on the
   other normals plus every anomaly. The training split holds no anomaly.
 * ``"unsupervised"`` (ADBench / DTE ``run.py --setting unsup``): train on a bootstrap resample (with
   replacement, n draws) of the full contaminated data; test on the full data. The test set contains the
-  training points by design (methods.md §5.9b, "unsupervised leakage").
+  training points by design (by design of the protocol; see ``genood/models/dte/README.md``).
 
 Standard scaling (mean 0, variance 1 per feature; constant features keep scale 1) is fit on the training
 split only and applied to every split. Missing values (NaN) are replaced by the training mean, i.e. 0
@@ -163,6 +163,8 @@ class TabularDataModule(OODDataModule):
             land in both train and test. ``oversample_to=1000`` reproduces that (for comparison with the
             published tables); the default None splits the original points (no leakage).
         seed: drives the split (and the bootstrap / subsample); the embedded anomalies never change.
+        drop_last: drop the last partial training batch (DTE's released DDPM loader does; its DTE loader
+            does not); a training split smaller than one batch keeps its one partial batch.
 
     After ``setup()``: ``X_train``, ``X_test`` (scaled float32 numpy), ``y_train``, ``y_test``,
     ``train_rows``, ``test_rows`` (rows of the loaded data) and ``scaler`` (the fitted StandardScaler or None).
@@ -171,8 +173,9 @@ class TabularDataModule(OODDataModule):
     def __init__(self, dataset: str = "wdbc", root: Optional[str] = None, protocol: str = "semi",
                  standardize: bool = True, batch_size: int = 64, eval_batch_size: Optional[int] = None,
                  num_workers: int = 0, seed: int = 0, max_samples: Optional[int] = 50_000,
-                 oversample_to: Optional[int] = None):
+                 oversample_to: Optional[int] = None, drop_last: bool = False):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
+        self.drop_last = drop_last
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
         if dataset not in EMBEDDED_TASKS and root is None:

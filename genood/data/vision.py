@@ -1,6 +1,6 @@
 """Standard image benchmarks (MNIST, FashionMNIST, KMNIST, CIFAR10, CIFAR100, SVHN) through torchvision.
 
-Splits follow the likelihood-OOD papers' protocol (methods.md §1.4):
+Splits follow the likelihood-OOD papers' protocol (HVAE's evaluation protocol, hvae-oodd ``scripts/ood-llr.py``; genood/models/hvae/README.md):
 
 * ID train = the torchvision train split (SVHN: ``"train"``), less a seeded ``val_fraction`` held out as
   ``val_set``; ``train_set`` and ``fit_set`` are the rest (``fit_set`` never dynamically binarized);

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
+
+CHECKPOINTS = ("last", "best")
 
 
 class EvaluationConfig:
@@ -17,10 +19,15 @@ class EvaluationConfig:
             that adds the ``likelihood_ratio`` scorer to models exposing ``log_prob``.
         bootstrap: number of bootstrap resamples for 95% confidence intervals (0 = none); adds
             ``<metric>_lo`` / ``<metric>_hi`` to every per-set row.
+        checkpoint: which weights ``python -m genood.train`` evaluates after training: ``"last"`` (the final
+            weights, the run's ``last.ckpt``) or ``"best"`` (``best.ckpt``, the lowest ``val/loss``). The log
+            line and ``results.json``'s metadata (``weights``) name them. ``python -m genood.evaluate`` scores
+            the ``--ckpt_path`` it is given and ignores this setting.
     """
 
     def __init__(self, scorers: Optional[list[str]] = None, plots: bool = True, print_table: bool = True,
-                 background_ckpt: Optional[str] = None, bootstrap: int = 0):
+                 background_ckpt: Optional[str] = None, bootstrap: int = 0,
+                 checkpoint: Literal["last", "best"] = "last"):
         self.scorers = scorers
         self.plots = plots
         self.print_table = print_table
@@ -28,3 +35,6 @@ class EvaluationConfig:
         if bootstrap < 0:
             raise ValueError(f"evaluation.bootstrap must be >= 0, got {bootstrap}")
         self.bootstrap = bootstrap
+        if checkpoint not in CHECKPOINTS:
+            raise ValueError(f"evaluation.checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
+        self.checkpoint = checkpoint

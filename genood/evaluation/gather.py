@@ -1,4 +1,4 @@
-"""DDP-exact collection of per-sample outputs (design.md, "samples carry their identity").
+"""DDP-exact collection of per-sample outputs (the README, "Exact evaluation on many GPUs").
 
 Each rank holds the outputs of the samples its DistributedSampler gave it, including the sampler's padded
 repeats. :func:`gather_unique` all-gathers them (ranks may hold different counts), drops repeated

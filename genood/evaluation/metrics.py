@@ -1,7 +1,8 @@
-"""OOD-detection metrics: AUROC, AUPR-In/Out, FPR@95TPR, FPR80 and AUTC (design.md "contract: metric definitions").
+"""OOD-detection metrics: AUROC, AUPR-In/Out, FPR@95TPR, FPR80 and AUTC (the README, "Metrics").
 
 Every score follows the genood contract **higher = more OOD**; labels are OOD = 1, ID = 0. The definitions
-(methods.md §7; the repositories disagree, so the positive class is stated for each one):
+(the README's "Metrics" table; the reference repositories disagree, so the positive class is stated for
+each one):
 
 - ``auroc``: P(s_OOD > s_ID) + ½ P(s_OOD = s_ID). Independent of which class is called positive.
 - ``aupr_in``: average precision with **ID positive**, ranked by −s. ``aupr_out``: average precision with

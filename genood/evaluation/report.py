@@ -1,4 +1,4 @@
-"""The run folder's result files (design.md, "contract: run folder") and the console table.
+"""The run folder's result files (the README, "The run folder") and the console table.
 
 ``results.json`` (``{"metadata": {...}, "rows": [...]}``: provenance, timings and the evaluated weights, then
 one row per scorer and OOD set with n_id, n_ood and the six metrics), ``results.csv``, ``results.md``,

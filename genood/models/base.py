@@ -74,14 +74,17 @@ class GenerativeModel(L.LightningModule):
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
-    # Resuming from last.ckpt must continue exactly as an uninterrupted run: keep the RNG streams.
+    # Resuming from last.ckpt must continue exactly as an uninterrupted run: keep the RNG streams (CPU torch,
+    # numpy, Python, and the CUDA generator of the device this process trains on).
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         # plain tensors and numbers only, so Lightning's weights_only=True loading accepts the checkpoint
-        checkpoint["genood_rng"] = {"torch": torch.get_rng_state(),
-                                    "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
-                                              int(has_gauss), float(cached)),
-                                    "python": random.getstate()}
+        rng = {"torch": torch.get_rng_state(),
+               "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+               "python": random.getstate()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        checkpoint["genood_rng"] = rng
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rng = checkpoint.get("genood_rng")
@@ -90,3 +93,13 @@ class GenerativeModel(L.LightningModule):
             kind, keys, pos, has_gauss, cached = rng["numpy"]
             np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             random.setstate(rng["python"])
+            device = self._training_device()
+            if "cuda" in rng and device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+
+    def _training_device(self) -> torch.device:
+        """The device this process trains on. Lightning restores a checkpoint before it moves the module, so
+        ``self.device`` may still be the CPU here: ask the trainer's strategy."""
+        if self._trainer is not None:
+            return self.trainer.strategy.root_device
+        return self.device

@@ -1,6 +1,6 @@
 """The unified scoring layer: every scorer returns one float per sample, higher = more OOD.
 
-Likelihood family (methods.md §6), for any model whose ``score_outputs`` returns ``log_prob`` (nats, [B]):
+Likelihood family (the README, "Models and scorers"), for any model whose ``score_outputs`` returns ``log_prob`` (nats, [B]):
 
 =================== ============================================ =========================================
 name                score                                        class

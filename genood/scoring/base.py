@@ -1,4 +1,4 @@
-"""The scorer contract (design.md): one float per sample, **higher = more OOD**.
+"""The scorer contract (the README, "Extending genood"): one float per sample, **higher = more OOD**.
 
 A trained model computes its per-sample quantities once per batch in ``model.score_outputs(x)``, a dict
 of tensors whose first dimension is the batch (e.g. ``{"log_prob": [B]}`` for a flow,

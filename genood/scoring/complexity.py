@@ -1,5 +1,5 @@
 """Input complexity (Serrà et al. 2020, "Input complexity and out-of-distribution detection with
-likelihood-based generative models", ICLR 2020, eq. 2 / methods.md §6).
+likelihood-based generative models", ICLR 2020, eq. 2).
 
     S(x) = ℓ_M(x) − L(x),    ℓ_M(x) = −log₂ p_M(x) / D   (the model's bits/dim),
                              L(x)   = 8 · len(PNG(x_uint8)) / D   (a lossless compressor's bits/dim).

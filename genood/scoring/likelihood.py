@@ -4,7 +4,7 @@ Both read the model's per-sample ``log_prob`` (log p_θ(x) in nats, shape ``[N]`
 **higher = more OOD**:
 
 * ``nll``: −log p_θ(x) in nats;
-* ``bpd``: bits per dimension, −log p_θ(x) / (D ln 2) (methods.md §6). D comes from the outputs' ``num_dims``
+* ``bpd``: bits per dimension, −log p_θ(x) / (D ln 2). D comes from the outputs' ``num_dims``
   (a ``[N]`` tensor or a scalar) or from the constructor. Within one model it ranks samples exactly as
   ``nll`` does (a positive constant factor); it is kept as its own scorer because bits/dim is the unit
   papers report and the one that is comparable across input sizes.
@@ -72,7 +72,7 @@ class NegLogLikelihood(Scorer):
 
 
 class BitsPerDim(Scorer):
-    """Bits per dimension b(x) = −log p_θ(x) / (D ln 2) (methods.md §6); ranks exactly as ``nll``."""
+    """Bits per dimension b(x) = −log p_θ(x) / (D ln 2); ranks exactly as ``nll``."""
 
     name = "bpd"
     requires = ("log_prob",)

@@ -1,4 +1,4 @@
-"""Likelihood-ratio scores (methods.md §6).
+"""Likelihood-ratio scores (Ren et al. 2019, "Likelihood Ratios for Out-of-Distribution Detection", NeurIPS).
 
 * :class:`Ratio`: the generic combinator −[a(x) − b(x)] = b(x) − a(x) over any two log-likelihood-like
   model outputs (nats, ``[N]``): higher = the main term ``a`` explains x worse than the reference ``b``.
@@ -21,7 +21,7 @@ Training a background model (same config as the main model, two additions)::
       init_args: {lr: 0.001, weight_decay: 0.0001}
 
 then point the main model's ``background_ckpt`` (or ``LikelihoodRatio(background_ckpt=...)``) at the
-background run's checkpoint. Note (methods.md §6): Ren et al. tuned μ and the L2 strength on held-out OOD
+background run's checkpoint. Note: Ren et al. tuned μ and the L2 strength on held-out OOD
 data; a protocol that may not look at OOD data must fix them a priori (e.g. μ = 0.2).
 """
 

@@ -1,5 +1,5 @@
 """Typicality (Nalisnick, Matsukawa, Teh, Lakshminarayanan 2019b, "Detecting out-of-distribution inputs
-to deep generative models using typicality", arXiv 1906.02994; methods.md §6).
+to deep generative models using typicality", arXiv 1906.02994).
 
 A model's typical set holds the inputs whose negative log-likelihood is close to the entropy
 H = E_p[−log p(x)], estimated on ID training data as Ĥ = (1/N) Σ_n −log p(x_n). An input is atypical, hence

@@ -209,7 +209,7 @@ def _spec(tmp_path, entries, **top):
 def test_for_each_and_from_expand_with_stable_keys(tmp_path):
     cfg = str(REPO / "configs/dte/ddpm_wdbc.yaml")
     entries = [{"name": "ddpm", "config": cfg, "for_each": {"data.init_args.dataset": ["wdbc", "wine"]}},
-               {"name": "released", "from": "ddpm", "overrides": {"model.init_args.recon_start": "clean"}}]
+               {"name": "released", "from": "ddpm", "overrides": {"model.init_args.recon_variant": "mean_only"}}]
     b = _spec(tmp_path, entries)
     cells = b.cells(tmp_path / "out")
     assert [c.name for c in cells] == [f"{e}[{d}] seed {s}" for e in ("ddpm", "released") for d in ("wdbc", "wine")

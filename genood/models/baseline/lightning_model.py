@@ -28,7 +28,7 @@ class PPCA(GenerativeModel):
         init_from_data: initialise μ and σ² from the first training batch (broadcast from rank 0 under DDP).
         min_noise_var: floor on σ².
         complexity_offset_bits_per_dim: added to the model's bits/dim in the input-complexity score; 8 makes
-            this continuous density on [0, 1] data a discrete 8-bit likelihood (methods.md §6). Constant
+            this continuous density on [0, 1] data a discrete 8-bit likelihood (Serrà et al. 2020, Eq. 2). Constant
             per sample, so it never changes rankings.
     """
 

@@ -1,25 +1,29 @@
-"""The tabular DDPM anomaly detector DTE compares against (methods.md §5.6; DTE's released ``ddpm.py``).
+"""The tabular DDPM anomaly detector DTE compares against (Livernoche et al. 2024; DTE's released
+``diffusion/ddpm.py``; the family README, "DDPM reconstruction variants").
 
 Training: ε-prediction (DDPM Eq. 14), T = 1000, linear β 1e-4 → 1e-2,
 x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, loss ‖ε − ε_θ(x_t, t)‖² averaged over features and batch. Adam 1e-4,
-weight decay 5e-4, batch 64, at most 400 epochs; the released early stop (``early_stop=True``): from epoch
-51 on, stop when the epoch's mean loss exceeds the one 39 epochs earlier (``losses[-1] > losses[-40]``).
+weight decay 5e-4, batch 64 with the last partial batch dropped (the released loader's ``drop_last=True``;
+set ``data.init_args.drop_last: true``: BatchNorm cannot train on a batch of one), at most 400 epochs; the
+released early stop (``early_stop=True``): from epoch 51 on, stop when the epoch's mean loss exceeds the one
+39 epochs earlier (``losses[-1] > losses[-40]``).
 
 Score (``ddpm_recon``): the mean squared error over features between x and its reconstruction after
-``recon_t`` = 250 reverse steps t = 249 → 0, all samples of a batch stepped together:
+``recon_t`` = 250 reverse steps t = 249 → 0, all samples of a batch stepped together. ``recon_variant``:
 
-* ``recon_start="noised"`` (default, the paper's description): first draw x_249 ~ q(x_249 | x) =
-  N(√ᾱ_249 x, (1 − ᾱ_249) I), then denoise;
-* ``recon_start="clean"`` (the released code: its forward-noising line is commented out): start the
-  reverse chain from x itself.
+* ``"released"`` (default; ``ddpm.py`` at the repository's HEAD, commit 2aef173): start the reverse chain
+  from the clean x (the released forward-noising line is commented out) and take ancestral steps
+  x_{t−1} = μ_θ(x_t, t) + √β̃_t z (z = 0 at t = 0), with μ_θ(x_t, t) = (x_t − β_t / √(1 − ᾱ_t) · ε_θ) / √α_t
+  (DDPM Eq. 11) and the fixed-small variance β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) (DDPM Eq. 7; diffusers'
+  ``DDPMScheduler.step`` gives the same value for the same z, tests check it);
+* ``"mean_only"`` (the first release, commit 20795a4, superseded by 2aef173, which restored the noise term):
+  clean start, posterior mean μ_θ only;
+* ``"paper"`` (the paper's description): first draw x_{recon_t−1} ~ q(x_{recon_t−1} | x) =
+  N(√ᾱ x, (1 − ᾱ) I), then ancestral steps.
 
-``recon_sampling="ancestral"`` (default) steps x_{t−1} = μ_θ(x_t, t) + √β̃_t z (the fixed-small variance of
-diffusers' ``DDPMScheduler``, whose ``step`` gives the same value for the same z; tests check it);
-``"mean"`` keeps only the posterior mean μ_θ(x_t, t) = (x_t − β_t / √(1 − ᾱ_t) · ε_θ) / √α_t (DDPM Eq. 11),
-which is what the released code does (its noise term is commented out too). The evaluator passes each
-sample's dataset index, and the noise z of a sample is a counter-based function of (``recon_seed``, index,
-step) (:mod:`genood.models.counter_noise`): a score does not depend on its batch or DDP rank. Called without
-an index, ``recon_seed`` seeds one generator per call (None = the global RNG).
+The evaluator passes each sample's dataset index, and the noise z of a sample is a counter-based function of
+(``recon_seed``, index, step) (:mod:`genood.models.counter_noise`): a score does not depend on its batch or
+DDP rank. Called without an index, ``recon_seed`` seeds one generator per call (None = the global RNG).
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from .ddpm_torch_model import TabularResNetDenoiser
 from .schedule import BETA_END, BETA_START, make_ddpm_scheduler
 from .scorers import DDPMReconstructionScorer
 
-RECON_STARTS = ("noised", "clean")
-RECON_SAMPLINGS = ("ancestral", "mean")
+# recon_variant -> (start from a noised x?, add the posterior noise term in each reverse step?)
+RECON_VARIANTS = {"released": (False, True), "mean_only": (False, False), "paper": (True, True)}
 
 
 def should_stop_early(epoch_losses: list[float]) -> bool:
@@ -52,21 +56,19 @@ class TabularDDPM(GenerativeModel):
     def __init__(self, input_shape: Optional[Sequence[int]] = None, lr: float = 1e-4, weight_decay: float = 5e-4,
                  T: int = 1000, beta_start: float = BETA_START, beta_end: float = BETA_END, d_main: int = 128,
                  n_blocks: int = 3, d_hidden: int = 256, dropout_first: float = 0.4, dropout_second: float = 0.1,
-                 dim_t: int = 256, recon_t: int = 250, recon_start: str = "noised", recon_sampling: str = "ancestral",
+                 dim_t: int = 256, recon_t: int = 250, recon_variant: str = "released",
                  recon_seed: Optional[int] = 0, early_stop: bool = True):
         super().__init__(input_shape=input_shape, lr=lr)
         if self.input_shape is None or len(self.input_shape) != 1:
             raise ValueError(f"TabularDDPM works on feature vectors: input_shape must be (d,), got {input_shape}")
-        if recon_start not in RECON_STARTS:
-            raise ValueError(f"recon_start must be one of {RECON_STARTS}, got {recon_start!r}")
-        if recon_sampling not in RECON_SAMPLINGS:
-            raise ValueError(f"recon_sampling must be one of {RECON_SAMPLINGS}, got {recon_sampling!r}")
+        if recon_variant not in RECON_VARIANTS:
+            raise ValueError(f"recon_variant must be one of {list(RECON_VARIANTS)}, got {recon_variant!r}")
         if not 1 <= recon_t <= T:
             raise ValueError(f"recon_t must lie in [1, T={T}], got {recon_t}")
         self.save_hyperparameters()
         self.d = int(self.input_shape[0])
         self.weight_decay, self.T, self.recon_t = weight_decay, T, recon_t
-        self.recon_start, self.recon_sampling, self.recon_seed = recon_start, recon_sampling, recon_seed
+        self.recon_variant, self.recon_seed = recon_variant, recon_seed
         self.early_stop = early_stop
         self.scheduler = make_ddpm_scheduler(T, beta_start, beta_end)
         self.net = TabularResNetDenoiser(self.d, d_main, n_blocks, d_hidden, dropout_first, dropout_second, dim_t)
@@ -80,8 +82,9 @@ class TabularDDPM(GenerativeModel):
     def loss(self, batch: dict) -> torch.Tensor:
         x0 = self._x(batch["x"])
         if self.training and x0.shape[0] < 2:
-            # BatchNorm cannot train on one sample (a trailing batch of size 1): skip it with a zero loss.
-            return sum(p.sum() for p in self.net.parameters()) * 0.0
+            raise ValueError("TabularDDPM cannot train on a batch of one sample (its BatchNorm layers need two or "
+                             "more): drop the last partial batch as the released code does "
+                             "(data.init_args.drop_last: true) or change the batch size")
         t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         x_t = self.scheduler.add_noise(x0, noise, t)
@@ -139,14 +142,16 @@ class TabularDDPM(GenerativeModel):
         return counter_normal(self.recon_seed or 0, index, torch.zeros_like(index), stream, (self.d,), x.dtype)
 
     def reconstruct(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x after ``recon_t`` reverse steps t = recon_t − 1 → 0 (start and sampling per the options); each
-        ancestral step is x_{t−1} = μ_θ(x_t, t) + √β̃_t z with the scheduler's β, ᾱ (``scheduler.step`` with
-        the same z gives the same value; it only lacks a way to pass z, which per-sample noise needs)."""
+        """x after ``recon_t`` reverse steps t = recon_t − 1 → 0, as ``recon_variant`` says (module docstring):
+        a clean or noised start, then x_{t−1} = μ_θ(x_t, t) (+ √β̃_t z for t > 0 in the ancestral variants).
+        The step equals diffusers' ``scheduler.step`` with the same z; it is written out because ``step``
+        cannot take a given z, which per-sample (index-keyed) noise needs."""
         x = self._x(x)
+        noised_start, ancestral = RECON_VARIANTS[self.recon_variant]
         g = None
         if self.recon_seed is not None and index is None:
             g = torch.Generator(device=x.device).manual_seed(self.recon_seed)
-        if self.recon_start == "noised":
+        if noised_start:
             t0 = torch.full((x.shape[0],), self.recon_t - 1, device=x.device, dtype=torch.long)
             sample = self.scheduler.add_noise(x, self._noise(x, index, self.T, g), t0)
         else:
@@ -154,7 +159,7 @@ class TabularDDPM(GenerativeModel):
         for t in range(self.recon_t - 1, -1, -1):
             eps = self.net(sample, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
             sample = self.posterior_mean(eps, t, sample)
-            if self.recon_sampling == "ancestral" and t > 0:
+            if ancestral and t > 0:
                 sample = sample + self.posterior_std(t) * self._noise(x, index, t, g)
         return sample
 

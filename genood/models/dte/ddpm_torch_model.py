@@ -1,4 +1,4 @@
-"""The tabular DDPM baseline's denoiser (methods.md §5.6): an RTDL ResNet (Gorishniy et al. 2021) with a
+"""The tabular DDPM baseline's denoiser (DTE's released ``diffusion/ddpm.py``; the family README): an RTDL ResNet (Gorishniy et al. 2021) with a
 time embedding, as in DTE's released ``ddpm.py`` (adapted from TabDDPM).
 
     e   = MLP_t(sinusoid(t))                 sinusoid: 256-dim [cos, sin], max period 10⁴; MLP_t: Linear-SiLU-Linear

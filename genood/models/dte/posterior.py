@@ -1,4 +1,4 @@
-"""DTE's analytic posterior over the diffusion time (methods.md §5.2).
+"""DTE's analytic posterior over the diffusion time (Livernoche et al. 2024, DTE-NP; the family README, "The method").
 
 For one clean point x_0 and the variance-only forward process, p(x | σ²) = N(x; x_0, σ² I_d). With a flat
 prior on σ² the posterior is an inverse gamma (DTE Eq. 6):
@@ -14,7 +14,7 @@ the normalisation over t, so only the last two terms are computed (this also kee
 equal to its K nearest training points, finite). The argmax is non-decreasing in β: for grid points
 s₁ < s₂ the log-ratio −(α+1) log(s₂/s₁) + β (1/s₁ − 1/s₂) rises with β. Hence DTE-NP ranks samples exactly
 as the mean K-NN squared distance does, up to ties from the grid's quantisation and its saturation at
-t̂ = T − 1 for mean-K-NN-distance / d beyond σ²_max (methods.md §5.9b).
+t̂ = T − 1 for mean-K-NN-distance / d beyond σ²_max (the family README, "Grid saturation").
 """
 
 from __future__ import annotations
@@ -46,6 +46,6 @@ def invgamma_mode(beta: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def ig_nll(beta_hat: torch.Tensor, sigma2: torch.Tensor, d: int, eps: float = 1e-5) -> torch.Tensor:
-    """DTE-IG's per-sample loss −[(d/2 − 1) log(β̂ + ε) − β̂ / σ²] (methods.md §5.3): the InvGamma negative
+    """DTE-IG's per-sample loss −[(d/2 − 1) log(β̂ + ε) − β̂ / σ²] (released ``DTEInverseGamma.compute_loss``; README, "DTE-IG"): the InvGamma negative
     log-likelihood −log InvGamma(σ²; α = d/2 − 1, β̂) without its β̂-free terms (lgamma(α), (α+1) log σ²)."""
     return -(invgamma_shape(d) * torch.log(beta_hat + eps) - beta_hat / sigma2)

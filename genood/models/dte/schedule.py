@@ -1,4 +1,4 @@
-"""The noise schedules DTE and its DDPM baseline share (methods.md §5.1, §5.6).
+"""The noise schedules DTE and its DDPM baseline share (the family README, "The method" and "DDPM reconstruction variants").
 
 Both use DDPM's linear β schedule from 1e-4 to 1e-2 (note: not diffusers' default 0.02) over T steps,
 taken from diffusers' :class:`~diffusers.DDPMScheduler` (``beta_schedule="linear"``), so ᾱ_t = Π_{s≤t}(1 − β_s)

@@ -1,4 +1,4 @@
-"""DTE's scorers (methods.md §5.2–5.4, §5.6); every score is higher = more anomalous / OOD.
+"""DTE's scorers (the family README); every score is higher = more anomalous / OOD.
 
 =================  ===================================================================  ===============
 name               score                                                                reads
@@ -39,11 +39,11 @@ def _get(outputs: Outputs, key: str, scorer: str, ndim: int) -> torch.Tensor:
 
 
 class DTENonParametricScorer(Scorer):
-    """DTE-NP (methods.md §5.2): fit = a bank of the (scaled) training features; score = t̂, the argmax over
+    """DTE-NP (README, "DTE-NP"): fit = a bank of the (scaled) training features; score = t̂, the argmax over
     t = 0..T−1 of log InvGamma(σ_t²; α = d/2 − 1, β = ½ · mean of the K smallest squared distances).
 
     ``grid="paper"`` uses σ_t² = 1 − ᾱ_t (T = 300: σ²_max = 0.781); every point whose mean K-NN squared
-    distance / d exceeds about σ²_max ties at t̂ = T − 1 (saturation, methods.md §5.9b). ``grid="data"``
+    distance / d exceeds about σ²_max ties at t̂ = T − 1 (saturation; README, "Grid saturation"). ``grid="data"``
     rescales that grid so that σ²_max = ``grid_margin`` × the ``grid_quantile`` quantile of the training
     set's leave-one-out mean K-NN squared distance / d (the InvGamma mode each training point would get),
     so ID points no longer saturate; only points beyond ``grid_margin`` times the training scale tie.
@@ -100,7 +100,7 @@ class DTENonParametricScorer(Scorer):
 
 
 class DTEInverseGammaScorer(Scorer):
-    """DTE-IG (methods.md §5.3). ``ig_score="mode"`` (the paper): the mode of the predicted posterior
+    """DTE-IG (README, "DTE-IG"). ``ig_score="mode"`` (the paper): the mode of the predicted posterior
     InvGamma(α = d/2 − 1, β̂ = f(x)²), i.e. β̂ / (α + 1) = 2β̂ / d, a predicted σ². ``ig_score="released"``:
     the released code's raw f(x) = ±√β̂, whose sign the loss never constrains (see the model README)."""
 
@@ -119,7 +119,7 @@ class DTEInverseGammaScorer(Scorer):
 
 
 class DTECategoricalScorer(Scorer):
-    """DTE-C (methods.md §5.4): the expected time bin Σ_b b · p_b(x) of the classifier's softmax."""
+    """DTE-C (README, "DTE-C"): the expected time bin Σ_b b · p_b(x) of the classifier's softmax."""
 
     name = "dte_c"
     requires = ("dte_c_probs",)
@@ -130,7 +130,7 @@ class DTECategoricalScorer(Scorer):
 
 
 class DDPMReconstructionScorer(Scorer):
-    """The DDPM baseline (methods.md §5.6): per-sample MSE between x and its reconstruction."""
+    """The DDPM baseline (README, "DDPM reconstruction variants"): per-sample MSE between x and its reconstruction."""
 
     name = "ddpm_recon"
     requires = ("ddpm_recon_mse",)

@@ -1,4 +1,4 @@
-"""DTE's network: a plain MLP on the (noised) feature vector (methods.md §5.5, the released ``MLP``).
+"""DTE's network: a plain MLP on the (noised) feature vector (the released ``diffusion/dte.py`` ``MLP``; README, "Recipe").
 
     d → 256 → 512 → 256 → out, ReLU after every hidden layer, dropout (p = 0.5) after the 2nd and 3rd
 

@@ -10,6 +10,12 @@ transposed convolution going up), ``aux`` an optional skip input from another pa
 and average-pools when the block downsamples. As in the reference code, an upsampling block has no
 residual path and the first block of a path may be built without one (``residual=False``: no
 pre-activation, no skip). Blocks are non-gated (the paper's configs set ``gated: false``).
+
+``drop_same_shape_skips=True`` reproduces the released block exactly as it runs
+(``oodd/layers/deterministic/residual.py``): its merge line ``y = y + aux_op(act(aux)) if aux_op is not None
+else y`` drops the skip input whenever it already has conv1's output shape (no ``aux_op`` is built then), so
+most skip connections of a model with equal channel counts are silently unused. The default adds them, as
+the architecture intends.
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_shape: Shape, out_channels: int, kernel_size: int, stride: int = 1,
                  transposed: bool = False, aux_shape: Optional[Shape] = None, residual: bool = True,
-                 activation: str = "relu", weightnorm: bool = True):
+                 activation: str = "relu", weightnorm: bool = True, drop_same_shape_skips: bool = False):
         super().__init__()
         self.residual = residual
         self.act_pre = make_activation(activation) if residual else nn.Identity()
@@ -100,6 +106,8 @@ class ResBlock(nn.Module):
             if self.aux_op is not None and self.aux_op.out_shape != mid:
                 raise ValueError(f"skip input of shape {aux_shape} cannot be resampled to {mid}; use spatial sizes "
                                  "that divide each other (e.g. powers of two)")
+        # the released block ignores a skip input that needs no resampling (module docstring)
+        self.uses_aux = self.has_aux and not (drop_same_shape_skips and self.aux_op is None)
         self.act_mid = make_activation(activation)
         self.conv2 = Conv(mid, out_channels, kernel_size, stride, transposed, weightnorm)
         self.out_shape = self.conv2.out_shape
@@ -121,7 +129,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, aux: Optional[torch.Tensor] = None) -> torch.Tensor:
         y = self.conv1(self.act_pre(x))
-        if self.has_aux:
+        if self.uses_aux:
             a = self.act_aux(aux)
             y = y + (self.aux_op(a) if self.aux_op is not None else a)
         y = self.conv2(self.act_mid(y))
@@ -137,13 +145,13 @@ class BlockStack(nn.Module):
 
     def __init__(self, in_shape: Shape, configs: Sequence[tuple[int, int, int]], transposed: bool,
                  aux_shapes: Optional[Sequence[Shape]] = None, first_residual: bool = True,
-                 activation: str = "relu", weightnorm: bool = True):
+                 activation: str = "relu", weightnorm: bool = True, drop_same_shape_skips: bool = False):
         super().__init__()
         blocks, shape = [], tuple(in_shape)
         for j, (channels, kernel, stride) in enumerate(configs):
             aux = aux_shapes[j] if aux_shapes is not None else None
             block = ResBlock(shape, channels, kernel, stride, transposed, aux, first_residual or j > 0,
-                             activation, weightnorm)
+                             activation, weightnorm, drop_same_shape_skips)
             blocks.append(block)
             shape = block.out_shape
         self.blocks = nn.ModuleList(blocks)

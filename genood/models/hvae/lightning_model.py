@@ -1,13 +1,18 @@
 """HVAE as a :class:`~genood.models.base.GenerativeModel`: training recipe and OOD outputs.
 
-Training (reference ``dvae_run.py``, methods.md §1.3): one posterior sample per step, loss per sample
+Training (the paper's recipe, Section 5 and Appendix; reference ``scripts/dvae_run.py``; the family's
+README, "Training recipe"): one posterior sample per step, loss per sample
 
-    −log p(x | z) + β(epoch) · Σ_i Σ_elements max(KL_i,e, λ(epoch) / |z_i|)
+    −log p(x | z) + β(epoch) · Σ_i Σ_elements max(KL_i,e, λ(epoch) / C_i)
 
 with the single-sample KL_i,e = log q(z_i,e | ·) − log p(z_i,e | ·), β rising linearly from 1/W to 1 over the
 first W = ``warmup_epochs`` epochs (the reference's deterministic warm-up), and free nats λ (``free_nats``
-per layer, spread evenly over the layer's |z_i| elements) held for ``free_nats_constant_epochs`` then
-annealed linearly to 0 over ``free_nats_anneal_epochs``. Validation reports the plain ELBO (β = 1, λ = 0).
+per layer) spread over the layer's **channel (feature) dimension** C_i, as the reference's
+``FreeNats(λ, shared_dims=1)``: every element of a ``[C, H, W]`` conv latent is floored at λ / C, so the
+layer's floor totals λ · H · W (λ for a dense latent). ``free_nats`` may also be a list, one λ_i per layer
+(bottom first), as the reference loss accepts (``oodd/losses.py``). λ is held for ``free_nats_constant_epochs`` then
+annealed linearly to 0 over ``free_nats_anneal_epochs`` (with both 0, λ stays at ``free_nats``, as the
+reference's ``FreeNatsCooldown``). Validation reports the plain ELBO (β = 1, λ = 0).
 
 Scoring (``score_outputs``, one batched network call): the importance-weighted ELBO with
 ``score_samples`` samples and L^{>k} with one sample for every k in ``skip_k``.
@@ -16,7 +21,7 @@ Scoring (``score_outputs``, one batched network call): the importance-weighted E
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
@@ -32,7 +37,10 @@ def kl_warmup(epoch: int, warmup_epochs: int) -> float:
 
 def free_nats_schedule(epoch: int, free_nats: float, constant_epochs: int, anneal_epochs: int) -> float:
     """λ at ``epoch``: ``free_nats`` for ``constant_epochs``, then linearly to 0 (both ends included, as
-    ``np.linspace``) over ``anneal_epochs``, then 0 (reference ``FreeNatsCooldown``)."""
+    ``np.linspace``) over ``anneal_epochs``, then 0 (reference ``FreeNatsCooldown``, which keeps the start
+    value for ever when both durations are 0)."""
+    if constant_epochs == 0 and anneal_epochs == 0:
+        return float(free_nats)
     if epoch < constant_epochs:
         return float(free_nats)
     j = epoch - constant_epochs
@@ -52,8 +60,12 @@ class HVAE(GenerativeModel):
         likelihood: "bernoulli" (binarized grey images) or "discretized_logistic_mixture" (8-bit images).
         n_mix, n_bins: mixture components / levels of the discretized logistic mixture (10, 256).
         activation, skip_connections, weightnorm: network options (reference defaults).
+        drop_same_shape_skips: True reproduces the released residual block, which ignores every skip input that
+            already has the block's shape (hvae-oodd ``residual.py``); False (default) adds them as intended.
         warmup_epochs: KL warm-up length W (paper: 200).
-        free_nats: free-nats budget per stochastic layer (paper: 2), spread over the layer's elements.
+        free_nats: free-nats budget per stochastic layer (paper: 2), spread over the layer's channels (each
+            element of a ``[C, H, W]`` latent is floored at free_nats / C, as the reference code); or a list
+            with one budget per layer, bottom first (the reference loss takes either).
         free_nats_constant_epochs, free_nats_anneal_epochs: λ held, then annealed to 0 (paper: 200 + 200).
         skip_k: the k of L^{>k} / LLR^{>k} to score (each 1 ≤ k ≤ L; paper: 1 and 2 for L = 3).
         score_samples: importance samples S for the ELBO when scoring (paper: 1 or 1000).
@@ -65,7 +77,9 @@ class HVAE(GenerativeModel):
     def __init__(self, input_shape: Optional[Sequence[int]] = None, lr: float = 3e-4,
                  stages: Optional[list[dict[str, Any]]] = None, likelihood: str = "bernoulli", n_mix: int = 10,
                  n_bins: int = 256, activation: str = "relu", skip_connections: bool = True, weightnorm: bool = True,
-                 warmup_epochs: int = 200, free_nats: float = 2.0, free_nats_constant_epochs: int = 200,
+                 drop_same_shape_skips: bool = False,
+                 warmup_epochs: int = 200, free_nats: Union[float, list[float]] = 2.0,
+                 free_nats_constant_epochs: int = 200,
                  free_nats_anneal_epochs: int = 200, skip_k: Sequence[int] = (1, 2), score_samples: int = 1,
                  score_seed: int = 0, score_max_rows: Optional[int] = None):
         super().__init__(input_shape=input_shape, lr=lr)
@@ -74,7 +88,7 @@ class HVAE(GenerativeModel):
                              "constructing the model directly, e.g. input_shape=(1, 8, 8))")
         self.save_hyperparameters()
         self.net = HierarchicalVAE(self.input_shape, stages, likelihood, n_mix, n_bins, activation,
-                                   skip_connections, weightnorm)
+                                   skip_connections, weightnorm, drop_same_shape_skips)
         L = self.net.n_latents
         self.skip_k = tuple(int(k) for k in skip_k)
         if any(not 1 <= k <= L for k in self.skip_k) or len(set(self.skip_k)) != len(self.skip_k):
@@ -84,12 +98,14 @@ class HVAE(GenerativeModel):
                         ("free_nats_anneal_epochs", free_nats_anneal_epochs)):
             if v < 0:
                 raise ValueError(f"{name} must be >= 0 epochs, got {v}")
-        if free_nats < 0:
-            raise ValueError(f"free_nats must be >= 0, got {free_nats}")
+        per_layer = [float(free_nats)] * L if isinstance(free_nats, (int, float)) else [float(v) for v in free_nats]
+        if len(per_layer) != L or min(per_layer) < 0:
+            raise ValueError(f"free_nats must be a number >= 0 or a list of {L} numbers >= 0 (one per layer, bottom "
+                             f"first), got {free_nats}")
         if score_samples < 1:
             raise ValueError(f"score_samples must be >= 1, got {score_samples}")
         self.likelihood = likelihood
-        self.warmup_epochs, self.free_nats = warmup_epochs, free_nats
+        self.warmup_epochs, self.free_nats = warmup_epochs, per_layer
         self.free_nats_constant_epochs, self.free_nats_anneal_epochs = free_nats_constant_epochs, free_nats_anneal_epochs
         self.score_samples, self.score_seed, self.score_max_rows = score_samples, score_seed, score_max_rows
         self.num_dims = math.prod(self.input_shape)
@@ -99,12 +115,12 @@ class HVAE(GenerativeModel):
         """β for the current epoch (1 outside training)."""
         return kl_warmup(self.current_epoch, self.warmup_epochs) if self.training else 1.0
 
-    def free_nats_now(self) -> float:
-        """Free nats per layer for the current epoch (0 outside training)."""
+    def free_nats_now(self) -> list[float]:
+        """Free nats per layer (bottom first) for the current epoch (0 outside training)."""
         if not self.training:
-            return 0.0
-        return free_nats_schedule(self.current_epoch, self.free_nats, self.free_nats_constant_epochs,
-                                  self.free_nats_anneal_epochs)
+            return [0.0] * len(self.free_nats)
+        scale = free_nats_schedule(self.current_epoch, 1.0, self.free_nats_constant_epochs, self.free_nats_anneal_epochs)
+        return [lam * scale for lam in self.free_nats]
 
     # ---- inputs -----------------------------------------------------------------------------------------
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,14 +143,14 @@ class HVAE(GenerativeModel):
         if not self.training or self.global_step == 0:
             self._check_x(x)
         fp = self.net(x)
-        beta, lam = self.kl_weight(), self.free_nats_now()
+        beta, lams = self.kl_weight(), self.free_nats_now()
         kl_loss = 0.0
-        for kl, latent in zip(fp.kl, self.net.latents):
-            floored = kl.clamp(min=lam / latent.numel) if lam > 0 else kl
+        for kl, lam in zip(fp.kl, lams):  # [R, C, H, W] or [R, C]: the budget is shared over the channels only
+            floored = kl.clamp(min=lam / kl.shape[1]) if lam > 0 else kl
             kl_loss = kl_loss + floored.flatten(1).sum(1)
         loss = (-fp.log_px + beta * kl_loss).mean()
         if self._trainer is not None:
-            self._log_terms(fp, beta, lam, x.shape[0])
+            self._log_terms(fp, beta, sum(lams), x.shape[0])
         return loss
 
     def _log_terms(self, fp, beta: float, lam: float, n: int) -> None:

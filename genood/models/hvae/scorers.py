@@ -1,4 +1,4 @@
-"""HVAE scores (Havtorn et al. 2021; methods.md §1.2), all **higher = more OOD**, all read from one pass:
+"""HVAE scores (Havtorn et al. 2021; the family README, "The bounds"), all **higher = more OOD**, all read from one pass:
 
 =================== ====================================== ========================= ======================
 name                score                                  reads                     paper
@@ -50,7 +50,7 @@ class NegSkipELBO(Scorer):
 
 
 class LLR(Scorer):
-    """LLR^{>k}(x) = L(x) − L^{>k}(x) (Havtorn et al. 2021; methods.md §1.2)."""
+    """LLR^{>k}(x) = L(x) − L^{>k}(x) (Havtorn et al. 2021; the family README, "The bounds")."""
 
     def __init__(self, k: int):
         self.k = int(k)

@@ -10,7 +10,7 @@ reading the previous stage's deterministic features h_{i-1} (a skip connection),
 q(z_i | z_{i-1}, h_{i-1}). Generation runs each stage's blocks in reverse (transposed), block j reading block
 j of the stage above (skip connections between latents).
 
-Bounds (methods.md §1.2), all single-sample Monte Carlo in the KL terms:
+Bounds (the family README, "The bounds"; reference ``scripts/ood-llr.py``), all single-sample Monte Carlo in the KL terms:
 
 * ELBO      L(x)     = E_q [ log p(x | z) − Σ_i (log q(z_i | ·) − log p(z_i | z_{i+1})) ]
 * skip bound L^{>k}(x) = E_{q(z_{>k} | x) p(z_{≤k} | z_{>k})} [ log p(x | z) + log p(z_{>k}) − log q(z_{>k} | x) ]
@@ -105,12 +105,14 @@ class HierarchicalVAE(nn.Module):
         n_mix, n_bins: mixture components and levels of the discretized logistic mixture.
         activation: activation in every block and head (the reference code's default, ReLU).
         skip_connections: skip connections between stages (the reference code's ``skip_stochastic``).
+        drop_same_shape_skips: run the residual blocks as the released code does, ignoring every skip input
+            that already has the block's shape (:mod:`genood.models.hvae.layers`); default False (intended).
         weightnorm: weight-normalise every convolution and dense map.
     """
 
     def __init__(self, input_shape: Sequence[int], stages: Optional[Sequence[Mapping[str, Any]]] = None,
                  likelihood: str = "bernoulli", n_mix: int = 10, n_bins: int = 256, activation: str = "relu",
-                 skip_connections: bool = True, weightnorm: bool = True):
+                 skip_connections: bool = True, weightnorm: bool = True, drop_same_shape_skips: bool = False):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) != 3:
@@ -129,7 +131,7 @@ class HierarchicalVAE(nn.Module):
         for i, spec in enumerate(specs):
             aux = [h_prev] * len(spec.blocks) if (skip_connections and h_prev is not None) else None
             stack = BlockStack(q_in, spec.blocks, transposed=False, aux_shapes=aux, first_residual=i > 0,
-                               activation=act, weightnorm=wn)
+                               activation=act, weightnorm=wn, drop_same_shape_skips=drop_same_shape_skips)
             h = stack.out_shape
             z_shape = (spec.latent_features, *h[1:]) if spec.latent == "conv" else (spec.latent_features,)
             proj_shape = h if spec.latent == "dense" else z_shape
@@ -150,7 +152,7 @@ class HierarchicalVAE(nn.Module):
             rev = list(spec.blocks[::-1])  # reversed blocks: the strided one comes first (transposed: upsamples)
             aux = upper_hidden if (skip_connections and upper_hidden is not None) else None
             stack = BlockStack(z_in_shapes[i], rev, transposed=True, aux_shapes=aux, first_residual=False,
-                               activation=act, weightnorm=wn)
+                               activation=act, weightnorm=wn, drop_same_shape_skips=drop_same_shape_skips)
             p_stacks[i] = stack
             z_shape = (spec.latent_features, *h_shapes[i][1:]) if spec.latent == "conv" else (spec.latent_features,)
             p_projections[i] = Dense(z_shape, h_shapes[i], wn) if spec.latent == "dense" else nn.Identity()

@@ -1,4 +1,6 @@
-"""DTE-IG / DTE-C training objectives and scores (methods.md §5.3–5.5, §5.9a)."""
+"""DTE-IG / DTE-C training objectives and scores (genood/models/dte/README.md; the released diffusion/dte.py)."""
+
+import math
 
 import pytest
 import torch
@@ -98,9 +100,56 @@ def test_scorers_and_outputs():
         m.score_outputs(torch.randn(2, 9))
 
 
-def test_separate_weight_decay_and_hidden_sizes_for_ig():
-    m = DTE(input_shape=(8,), ig_hidden_sizes=(128, 128), ig_weight_decay=0.0, T_ig=300)
-    groups = m.configure_optimizers().param_groups
-    assert [g["weight_decay"] for g in groups] == [0.0, 5e-4]
-    assert [l.out_features for l in m.ig_net.net if isinstance(l, torch.nn.Linear)] == [128, 128, 1]
-    assert m.sigma2_ig.shape == (300,) and m.sigma2_c.shape == (400,)
+def test_ig_and_c_use_the_released_class_defaults():
+    """Every commit of the released DTEInverseGamma / DTECategorical: hidden (256, 512, 256), weight decay
+    5e-4, T = 400 for both networks."""
+    m = DTE(input_shape=(8,))
+    (group,) = m.configure_optimizers().param_groups
+    assert group["weight_decay"] == 5e-4 and group["lr"] == 1e-4
+    for net, out in ((m.ig_net, 1), (m.c_net, 7)):
+        assert [l.out_features for l in net.net if isinstance(l, torch.nn.Linear)] == [256, 512, 256, out]
+    assert m.sigma2_ig.shape == (400,) and m.sigma2_c.shape == (400,)
+    assert m.c_loss_kind == "released"
+
+
+def _released_c_loss(probs, target):
+    """nn.CrossEntropyLoss()(probs, target) as the released DTECategorical computes it (its MLP ends in a
+    softmax), written out per sample: −log(exp(p_y) / Σ_b exp(p_b)), averaged."""
+    total = 0.0
+    for p, y in zip(probs.tolist(), target.tolist()):
+        total += -math.log(math.exp(p[y]) / sum(math.exp(v) for v in p))
+    return total / len(target)
+
+
+@pytest.mark.parametrize("c_loss", ["released", "logits"])
+def test_c_loss_is_the_released_double_softmax_or_the_logits_cross_entropy(c_loss):
+    torch.manual_seed(0)
+    m = DTE(input_shape=(6,), hidden_sizes=(16, 16), c_loss=c_loss).eval()
+    x0 = torch.randn(32, 6)
+    torch.manual_seed(5)
+    loss = m.c_loss(x0)
+    torch.manual_seed(5)  # the same t and ε, drawn in the same order as c_loss draws them
+    t = torch.randint(0, m.T_c, (32,))
+    logits = m.c_net(x0 + m.sigma2_c[t].sqrt().unsqueeze(1) * torch.randn_like(x0)).detach()
+    target = torch.clamp((7 * t) // 400, 0, 6)
+    if c_loss == "released":
+        expected = _released_c_loss(torch.softmax(logits.double(), 1), target)
+    else:
+        expected = sum(-torch.log_softmax(logits.double(), 1)[i, y].item() for i, y in enumerate(target.tolist())) / 32
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_released_c_loss_is_bounded_below_by_its_double_softmax():
+    """A property of the released loss (not of a usual cross-entropy): even a certain, correct prediction
+    (one-hot probabilities) costs log(1 + (K − 1)/e) = 1.1636 nats for K = 7 bins, and a uniform one log K."""
+    m = DTE(input_shape=(6,), hidden_sizes=(16, 16))
+    big = torch.full((1, 7), -50.0)
+    big[0, 3] = 50.0
+    released = torch.nn.functional.cross_entropy(torch.softmax(big, 1), torch.tensor([3]))
+    assert released.item() == pytest.approx(math.log(1 + 6 / math.e), rel=1e-6)
+    assert torch.nn.functional.cross_entropy(big, torch.tensor([3])).item() < 1e-6  # the logits loss goes to 0
+    uniform = torch.nn.functional.cross_entropy(torch.softmax(torch.zeros(1, 7), 1), torch.tensor([3]))
+    assert uniform.item() == pytest.approx(math.log(7), rel=1e-6)
+    with pytest.raises(ValueError, match="c_loss"):
+        DTE(input_shape=(6,), c_loss="softmax")
+    assert m.c_loss_kind == "released"

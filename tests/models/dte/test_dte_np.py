@@ -1,4 +1,4 @@
-"""DTE-NP: the argmax of the InvGamma posterior on the σ² grid (methods.md §5.2, §5.9)."""
+"""DTE-NP: the argmax of the InvGamma posterior on the σ² grid (genood/models/dte/README.md, "DTE-NP")."""
 
 import numpy as np
 import pytest

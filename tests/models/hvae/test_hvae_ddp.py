@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_folders
+from conftest import REPO, assert_same_scores_by_index, run_folders
 from genood.evaluation.report import read_rows
 
 FLAGS = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--evaluation.print_table=false",
@@ -32,8 +32,12 @@ def test_ddp_training_and_exact_evaluation(tmp_path):
     assert all(r["n_id"] == 433 for r in ddp_rows)  # every ID test sample once, no padded repeats
 
     single = evaluate(["--ckpt_path", str(run / "last.ckpt"), *FLAGS, "--trainer.strategy=auto",
-                       "--trainer.devices=1"])
+                       "--trainer.devices=1", f"--output_root={tmp_path / 'single'}"])
     assert [(r["scorer"], r["ood_set"]) for r in single] == [(r["scorer"], r["ood_set"]) for r in ddp_rows]
     for a, b in zip(single, ddp_rows):
         for key in ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr80", "autc"):
             assert a[key] == pytest.approx(b[key], abs=1e-9), (a["scorer"], a["ood_set"], key)
+    # per sample, aligned by dataset index: the counter-based noise gives every sample the same score on any
+    # rank and in any batch (up to float rounding of other batch compositions)
+    (single_run,) = run_folders(tmp_path / "single", "hvae_digits")
+    assert_same_scores_by_index(run / "scores.npz", single_run / "scores.npz", rtol=1e-5, atol=1e-4)

@@ -29,25 +29,54 @@ def test_warmup_and_free_nats_schedules_follow_the_reference():
     assert kl_warmup(0, 0) == 1.0
     vals = [free_nats_schedule(e, 2.0, 2, 3) for e in range(7)]
     assert vals == [2.0, 2.0, 2.0, 1.0, 0.0, 0.0, 0.0]  # np.linspace(2, 0, 3) after 2 constant epochs
+    # the reference FreeNatsCooldown with both durations 0 keeps its start value for ever
+    assert [free_nats_schedule(e, 2.0, 0, 0) for e in (0, 1, 500)] == [2.0, 2.0, 2.0]
+    assert [free_nats_schedule(e, 2.0, 3, 0) for e in (2, 3, 9)] == [2.0, 0.0, 0.0]
 
 
-def test_training_loss_uses_beta_and_per_element_free_nats():
+def _reference_free_nats_kl(kl_layers, lam):
+    """The reference loss term (oodd/losses.py: FreeNats(λ, shared_dims=1), then a sum per sample), written
+    as an explicit loop: every element of a [B, C, ...] KL tensor is floored at λ / C, C = its dim 1."""
+    totals = torch.zeros(kl_layers[0].shape[0], dtype=torch.float64)
+    for kl in kl_layers:
+        per_element = lam / kl.shape[1]
+        for b in range(kl.shape[0]):
+            for v in kl[b].flatten().tolist():
+                totals[b] += max(v, per_element)
+    return totals
+
+
+def test_training_loss_floors_kl_per_channel_as_the_reference():
     m = _model(warmup_epochs=4, free_nats=3.0, free_nats_constant_epochs=5, free_nats_anneal_epochs=5).train()
+    assert m.net.latent_shapes[0] == (2, 4, 4)  # a conv latent: the floor is λ / C, not λ / (C·H·W)
     x = _binary()
     torch.manual_seed(1)
     loss = m.loss({"x": x})
     torch.manual_seed(1)
     fp = m.net(x)
     beta, lam = 0.25, 3.0
-    kl = sum(torch.maximum(k, torch.tensor(lam / k[0].numel())).flatten(1).sum(1) for k in fp.kl)
-    torch.testing.assert_close(loss, (-fp.log_px + beta * kl).mean())
-    floor_total = sum(lam for _ in fp.kl)  # each layer's floored KL is at least its budget
-    assert (kl >= floor_total - 1e-4).all()
+    kl = _reference_free_nats_kl([k.detach().double() for k in fp.kl], lam)
+    torch.testing.assert_close(loss.double(), (-fp.log_px.detach().double() + beta * kl).mean(), rtol=1e-5, atol=1e-4)
+    # with every KL element at 0 the floored total of z1 is λ·H·W = 48 nats (λ = 3 for each dense layer)
+    zeros = [torch.zeros_like(k) for k in fp.kl]
+    assert _reference_free_nats_kl(zeros, lam).tolist() == [3.0 * 16 + 3.0 + 3.0] * len(x)
     m.eval()  # validation / evaluation: the plain negative ELBO
     torch.manual_seed(1)
     loss_eval = m.loss({"x": x})
     torch.manual_seed(1)
     torch.testing.assert_close(loss_eval, -m.net(x).bound().mean())
+
+
+def test_free_nats_floor_binds_on_a_conv_latent():
+    """A floor the loss can feel: with a huge λ every KL element sits below λ / C, so the KL part of the
+    training loss is exactly β · λ · (H·W for conv, 1 for dense) per layer and carries no gradient."""
+    m = _model(warmup_epochs=0, free_nats=1e4, free_nats_constant_epochs=5, free_nats_anneal_epochs=5).train()
+    x = _binary()
+    torch.manual_seed(1)
+    loss = m.loss({"x": x})
+    torch.manual_seed(1)
+    fp = m.net(x)
+    torch.testing.assert_close(loss, (-fp.log_px).mean() + 1e4 * (16 + 1 + 1))
 
 
 def test_score_outputs_and_scorers():
@@ -102,3 +131,39 @@ def test_configs_build_the_papers_latent_shapes(name, shape, latents):
         args = cfg["model"]["init_args"]
         assert (args["lr"], args["warmup_epochs"], args["free_nats"]) == (3e-4, 200, 2.0)
         assert cfg["data"]["init_args"]["batch_size"] == 128
+
+
+def test_drop_same_shape_skips_reproduces_the_released_residual_block():
+    """hvae-oodd's ResBlockConv2d merges the skip input with ``y + aux_op(act(aux)) if aux_op is not None else y``:
+    a skip input that already has conv1's output shape (no aux_op built) is ignored; a resampled one is used."""
+    from genood.models.hvae.layers import ResBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, 4, 4)
+    for drop in (False, True):
+        torch.manual_seed(1)
+        same = ResBlock((8, 4, 4), 8, 3, aux_shape=(8, 4, 4), drop_same_shape_skips=drop)
+        a1, a2 = torch.randn(3, 8, 4, 4), torch.randn(3, 8, 4, 4)
+        assert torch.equal(same(x, a1), same(x, a2)) == drop  # released: the same-shape skip has no effect
+        torch.manual_seed(1)
+        resampled = ResBlock((8, 4, 4), 8, 3, aux_shape=(8, 8, 8), drop_same_shape_skips=drop)
+        b1, b2 = torch.randn(3, 8, 8, 8), torch.randn(3, 8, 8, 8)
+        assert not torch.equal(resampled(x, b1), resampled(x, b2))  # a resampled skip is used either way
+    m = _model(drop_same_shape_skips=True)
+    assert not m.net.q_stacks[1].blocks[0].uses_aux  # stage 2 reads h1 of its own shape: dropped as released
+    assert _model().net.q_stacks[1].blocks[0].uses_aux
+
+
+def test_free_nats_per_layer_list():
+    """The reference loss also takes one budget per layer (oodd/losses.py: ``free_nats`` float or list)."""
+    m = _model(warmup_epochs=0, free_nats=[1e4, 0.0, 2e4], free_nats_constant_epochs=5,
+               free_nats_anneal_epochs=5).train()
+    x = _binary()
+    torch.manual_seed(1)
+    loss = m.loss({"x": x})
+    torch.manual_seed(1)
+    fp = m.net(x)
+    expected = -fp.log_px + 1e4 * 16 + fp.kl[1].flatten(1).sum(1) + 2e4  # z2 unfloored
+    torch.testing.assert_close(loss, expected.mean())
+    with pytest.raises(ValueError, match="one per layer"):
+        _model(free_nats=[1.0, 2.0])
