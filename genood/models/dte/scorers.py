@@ -8,7 +8,7 @@ dte_np_data        the same on a σ² grid stretched to the training data's scal
 dte_ig             mode of the predicted InvGamma posterior, β̂ / (α + 1) = 2β̂/d (paper)  dte_ig_beta
 dte_ig_released    the released code's raw network output f(x) = ±√β̂ (sign-ambiguous)    dte_ig_raw
 dte_c              expected time bin Σ_b b · p_b(x)                                     dte_c_probs
-ddpm_recon         mean squared error between x and its 250-step DDPM reconstruction    ddpm_recon_mse
+ddpm_recon         mean squared error between x and its 250-step DDPM reconstruction    x, x_hat
 =================  ===================================================================  ===============
 """
 
@@ -20,6 +20,7 @@ import torch
 
 from genood.scoring.base import Outputs, Scorer
 from genood.scoring.knn import get_features, knn_sq_distances
+from genood.scoring.reconstruction import ReconstructionScorer
 
 from .posterior import invgamma_log_posterior, invgamma_mode, invgamma_shape
 from .schedule import BETA_END, BETA_START, sigma2_grid
@@ -129,11 +130,11 @@ class DTECategoricalScorer(Scorer):
         return p @ torch.arange(p.shape[1], dtype=p.dtype, device=p.device)
 
 
-class DDPMReconstructionScorer(Scorer):
-    """The DDPM baseline (methods.md §5.6): per-sample MSE between x and its reconstruction."""
+class DDPMReconstructionScorer(ReconstructionScorer):
+    """The DDPM baseline (methods.md §5.6): per-sample MSE between x and its reconstruction, a member of the
+    reconstruction family (:mod:`genood.scoring.reconstruction`): the model returns ``x`` [N, d] and ``x_hat``
+    [N, 1, d] plus the per-batch distance ``ddpm_recon_mse`` [N], which this scorer reads (one attempt, so the
+    mean aggregation returns it unchanged)."""
 
-    name = "ddpm_recon"
-    requires = ("ddpm_recon_mse",)
-
-    def score(self, outputs: Outputs) -> torch.Tensor:
-        return _get(outputs, "ddpm_recon_mse", self.name, 1)
+    def __init__(self):
+        super().__init__("ddpm_recon", distance="mse", aggregate="mean", distance_key="ddpm_recon_mse")
