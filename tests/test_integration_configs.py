@@ -21,9 +21,12 @@ EMBEDDED = {
     "configs/dte/wine.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
     "configs/dte/digits.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
     "configs/dte/ddpm_wdbc.yaml": {"ddpm_recon"},
+    "configs/lmd/digits.yaml": {"lmd_mse", "lmd_ssim"},
 }
+# per-config flags that keep the one-epoch run short (LMD: 2 attempts x 2 steps instead of 10 x 20)
+FAST_EXTRA = {"configs/lmd/digits.yaml": ["--model.init_args.attempts=2", "--model.init_args.steps=2"]}
 NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml", "configs/dte/adbench.yaml",
-                   "configs/dte/ddpm_adbench.yaml"]
+                   "configs/dte/ddpm_adbench.yaml", "configs/lmd/cifar10.yaml", "configs/lmd/fashionmnist.yaml"]
 
 
 def test_every_config_is_covered():
@@ -36,7 +39,7 @@ def test_every_config_is_covered():
 def test_embedded_config_runs_end_to_end(config, tmp_path):
     from genood.train import main
 
-    rows = main(["--config", str(REPO / config), f"--output_root={tmp_path}", *FAST])
+    rows = main(["--config", str(REPO / config), f"--output_root={tmp_path}", *FAST, *FAST_EXTRA.get(config, [])])
     assert {r["scorer"] for r in rows} == EMBEDDED[config]
     assert all(math.isfinite(r[m]) for r in rows for m in ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr80", "autc"))
     assert len(list(tmp_path.rglob("results.json"))) == 1

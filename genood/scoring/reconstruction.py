@@ -120,12 +120,12 @@ class LPIPSDistance(torch.nn.Module):
                               f"checked with torchmetrics 1.9): {e}") from None
         self.input_range = (float(input_range[0]), float(input_range[1]))
         net = _LPIPS(pretrained=False, net="alex", pnet_rand=True, use_dropout=True, eval_mode=True)
-        self._load_backbone(net, Path(backbone_path))
+        self._load_backbone(net, Path(backbone_path).expanduser())
         if heads_path is None:
             import torchmetrics.functional.image.lpips as tm_lpips
 
             heads_path = str(Path(tm_lpips.__file__).parent / "lpips_models" / "alex.pth")
-        self._load_heads(net, Path(heads_path))
+        self._load_heads(net, Path(heads_path).expanduser())
         for p in net.parameters():
             p.requires_grad_(False)
         self.net = net.eval()

@@ -93,7 +93,7 @@ def load_unet(path: str, input_shape: Sequence[int], unet: Union[str, dict] = "p
     or a ``.safetensors`` file; files are loaded into the UNet that ``unet`` describes."""
     from diffusers import UNet2DModel
 
-    p = Path(path)
+    p = Path(path).expanduser()
     if p.is_dir():
         sub = None if (p / "config.json").exists() else "unet" if (p / "unet" / "config.json").exists() else False
         if sub is False:
