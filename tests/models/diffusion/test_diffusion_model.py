@@ -107,3 +107,21 @@ def _cycle(loader, n):
                 return
             yield batch
             k += 1
+
+
+@pytest.mark.gpu
+def test_cuda_inpainting_matches_cpu_and_trains():
+    torch.manual_seed(0)
+    m = _small(steps=3, attempts=3).eval()
+    x, idx = torch.rand(4, 1, 8, 8), torch.arange(4)
+    with torch.inference_mode():
+        cpu = m.inpaint(x, idx)
+        m.cuda()
+        gpu = m.inpaint(x.cuda(), idx.cuda())
+        out = m.test_step({"x": x.cuda(), "index": idx.cuda()}, 0)
+    assert gpu.device.type == "cuda" and out["lmd_mse_distances"].device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)  # counter noise is the same on every device
+    m.train()
+    loss = m.loss({"x": x.cuda()})
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in m.net.parameters() if p.requires_grad)
