@@ -68,17 +68,18 @@ def test_bad_inputs_and_options_are_clear_errors():
 
 
 def test_short_digits_training_separates_id_digits_from_uniform_noise():
-    """After ~300 steps on the 8x8 digits, ID test digits inpaint much closer than uniform noise."""
+    """After 100 steps on the 8x8 digits, ID test digits inpaint much closer than uniform noise (an untrained
+    network gives AUROC about 0.5)."""
     from genood.data.digits import DigitsDataModule
     from genood.evaluation.metrics import ood_metrics
 
     torch.manual_seed(0)
-    dm = DigitsDataModule(held_out_classes=[8, 9], ood_sets=["uniform_noise"], batch_size=64, ood_size=100)
+    dm = DigitsDataModule(held_out_classes=[8, 9], ood_sets=["uniform_noise"], batch_size=32, ood_size=100)
     dm.setup()
     m = _small(lr=2e-3, warmup_steps=20, ema_decay=0.99, random_flip=False, steps=10, attempts=2)
     opt = torch.optim.Adam(m.net.parameters(), lr=2e-3)
     m.train()
-    for step, batch in enumerate(_cycle(dm.train_dataloader(), 300)):
+    for step, batch in enumerate(_cycle(dm.train_dataloader(), 100)):
         for group in opt.param_groups:
             group["lr"] = 2e-3 * min(1.0, (step + 1) / 20)
         opt.zero_grad()
