@@ -8,7 +8,7 @@ dte_np_data        the same on a σ² grid stretched to the training data's scal
 dte_ig             mode of the predicted InvGamma posterior, β̂ / (α + 1) = 2β̂/d (paper)  dte_ig_beta
 dte_ig_released    the released code's raw network output f(x) = ±√β̂ (sign-ambiguous)    dte_ig_raw
 dte_c              expected time bin Σ_b b · p_b(x)                                     dte_c_probs
-ddpm_recon         mean squared error between x and its 250-step DDPM reconstruction    x, x_hat
+ddpm_recon         mean squared error between x and its 250-step DDPM reconstruction    ddpm_recon_mse
 =================  ===================================================================  ===============
 """
 
