@@ -4,6 +4,7 @@
                                               [--images 256] [--batch 256] [--steps N] [--attempts R]
                                               [--unet paper --shape 3 32 32]
     python experiments/lmd_benchmark.py table RUN_DIR [RUN_DIR ...] [--markdown]
+    python experiments/lmd_benchmark.py knn [--config configs/lmd/digits.yaml] [--k 5]
 
 ``speed`` builds the model of a config (fresh weights, or a checkpoint's), inpaints the same images twice —
 all r attempts of a batch stacked into one UNet call per step (``attempts_per_call=None``), then one attempt
@@ -13,6 +14,9 @@ ratio. ``--unet paper --shape 3 32 32`` times the paper's 35.7M-parameter CIFAR 
 
 ``table`` reads finished run folders (``results.json``; e.g. one per ``--seed_everything``) and prints the
 mean ± std AUROC per (scorer, OOD set) over them.
+
+``knn`` is the simple baseline to put beside them: the distance of each raw-pixel image to its k-th nearest
+ID training image (``genood.scoring.knn.KNNScorer``), AUROC on the config's datamodule sets.
 """
 
 from __future__ import annotations
@@ -114,6 +118,25 @@ def table(args) -> dict:
     return {f"{k[0]}/{k[1]}": v for k, v in rows.items()}
 
 
+def knn(args) -> dict:
+    from genood.evaluation.metrics import ood_metrics
+    from genood.scoring.knn import KNNScorer
+
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    dm = _instantiate(cfg["data"])
+    dm.setup()
+    stack = lambda ds: torch.stack([ds[i]["x"] for i in range(len(ds))]).flatten(1)  # noqa: E731
+    scorer = KNNScorer(k=args.k)
+    scorer.fit({"features": stack(dm.fit_set)})
+    sets = dm.test_sets()
+    s_id = scorer.score({"features": stack(sets[0].dataset)}).numpy()
+    out = {}
+    for es in sets[1:]:
+        out[es.name] = float(ood_metrics(s_id, scorer.score({"features": stack(es.dataset)}).numpy())["auroc"])
+        print(f"knn (raw pixels, k={args.k})  {es.name:18s} {out[es.name]:.3f}")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -129,8 +152,11 @@ def main() -> None:
     t = sub.add_parser("table")
     t.add_argument("runs", nargs="+")
     t.add_argument("--markdown", action="store_true")
+    k = sub.add_parser("knn")
+    k.add_argument("--config", default=str(ROOT / "configs/lmd/digits.yaml"))
+    k.add_argument("--k", type=int, default=5)
     args = p.parse_args()
-    speed(args) if args.cmd == "speed" else table(args)
+    {"speed": speed, "table": table, "knn": knn}[args.cmd](args)
 
 
 if __name__ == "__main__":
