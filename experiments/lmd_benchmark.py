@@ -13,7 +13,7 @@ reconstructions, and prints images/s, UNet calls and UNet image evaluations (NFE
 ratio. ``--unet paper --shape 3 32 32`` times the paper's 35.7M-parameter CIFAR U-Net instead (fresh weights).
 
 ``table`` reads finished run folders (``results.json``; e.g. one per ``--seed_everything``) and prints the
-mean ± std AUROC per (scorer, OOD set) over them.
+mean ± sample std (ddof 1) AUROC per (scorer, OOD set) over them.
 
 ``knn`` is the simple baseline to put beside them: the distance of each raw-pixel image to its k-th nearest
 ID training image (``genood.scoring.knn.KNNScorer``), AUROC on the config's datamodule sets.
@@ -103,7 +103,7 @@ def table(args) -> dict:
     for run in args.runs:
         for r in read_rows(Path(run)):
             auroc[(r["scorer"], r["ood_set"])].append(r["auroc"])
-    rows = {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in auroc.items()}
+    rows = {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)) for k, v in auroc.items()}
     scorers = sorted({k[0] for k in rows})
     sets = list(dict.fromkeys(k[1] for k in rows))
     if args.markdown:
