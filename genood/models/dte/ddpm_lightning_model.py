@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from genood.models.base import GenerativeModel
 from genood.models.counter_noise import counter_normal
+from genood.scoring.reconstruction import mse_distance
 
 from .ddpm_torch_model import TabularResNetDenoiser
 from .schedule import BETA_END, BETA_START, make_ddpm_scheduler
@@ -164,9 +165,13 @@ class TabularDDPM(GenerativeModel):
         return sample
 
     def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """``ddpm_recon_mse`` [B]; with ``index`` the reconstruction noise is per sample (exact under DDP)."""
+        """The reconstruction family's outputs: ``x`` [B, d], ``x_hat`` [B, 1, d] (one reconstruction) and
+        their squared error ``ddpm_recon_mse`` [B]; with ``index`` the reconstruction noise is per sample
+        (exact under DDP)."""
         x = self._x(x)
-        return {"ddpm_recon_mse": (x - self.reconstruct(x, index)).pow(2).mean(1)}
+        out = {"x": x, "x_hat": self.reconstruct(x, index).unsqueeze(1)}
+        out["ddpm_recon_mse"] = mse_distance(out["x"], out["x_hat"])[:, 0]
+        return out
 
     def scorers(self) -> list:
         return [DDPMReconstructionScorer()]

@@ -20,6 +20,7 @@ import torch
 
 from genood.scoring.base import Outputs, Scorer
 from genood.scoring.knn import get_features, knn_sq_distances
+from genood.scoring.reconstruction import ReconstructionScorer
 
 from .posterior import invgamma_log_posterior, invgamma_mode, invgamma_shape
 from .schedule import BETA_END, BETA_START, sigma2_grid
@@ -129,11 +130,11 @@ class DTECategoricalScorer(Scorer):
         return p @ torch.arange(p.shape[1], dtype=p.dtype, device=p.device)
 
 
-class DDPMReconstructionScorer(Scorer):
-    """The DDPM baseline (README, "DDPM reconstruction variants"): per-sample MSE between x and its reconstruction."""
+class DDPMReconstructionScorer(ReconstructionScorer):
+    """The DDPM baseline (README, "DDPM reconstruction variants"): per-sample MSE between x and its reconstruction, a member of the
+    reconstruction family (:mod:`genood.scoring.reconstruction`): the model returns ``x`` [N, d] and ``x_hat``
+    [N, 1, d] plus the per-batch distance ``ddpm_recon_mse`` [N], which this scorer reads (one attempt, so the
+    mean aggregation returns it unchanged)."""
 
-    name = "ddpm_recon"
-    requires = ("ddpm_recon_mse",)
-
-    def score(self, outputs: Outputs) -> torch.Tensor:
-        return _get(outputs, "ddpm_recon_mse", self.name, 1)
+    def __init__(self):
+        super().__init__("ddpm_recon", distance="mse", aggregate="mean", distance_key="ddpm_recon_mse")
