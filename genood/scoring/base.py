@@ -28,6 +28,19 @@ Outputs = Mapping[str, torch.Tensor]
 LABELS_KEY = "labels"  # the fit split's class labels, added to the outputs that Scorer.fit receives
 
 
+def model_output(outputs: Outputs, key: str, scorer: str, ndim: Optional[int] = None, hint: str = "") -> torch.Tensor:
+    """``outputs[key]`` as float, or a clear error naming the scorer, the missing or mis-shaped output and the
+    keys the model did return (``ndim``: the required number of dimensions; ``hint``: appended to the error)."""
+    if key not in outputs:
+        raise ValueError(f"scorer {scorer!r} needs the model output {key!r}; the outputs only have "
+                         f"{sorted(outputs)}{hint}")
+    v = outputs[key]
+    if ndim is not None and (not torch.is_tensor(v) or v.ndim != ndim):
+        raise ValueError(f"scorer {scorer!r}: output {key!r} must be a {ndim}-D tensor, got "
+                         f"{tuple(v.shape) if torch.is_tensor(v) else type(v).__name__}")
+    return v.float()
+
+
 class Scorer:
     """Base class. Subclasses set ``name`` (unique within a run) and ``requires`` (output keys)."""
 

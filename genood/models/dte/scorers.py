@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from genood.scoring.base import Outputs, Scorer
+from genood.scoring.base import Outputs, Scorer, model_output
 from genood.scoring.knn import get_features, knn_sq_distances
 from genood.scoring.reconstruction import ReconstructionScorer
 
@@ -27,16 +27,6 @@ from .schedule import BETA_END, BETA_START, sigma2_grid
 
 NP_GRIDS = ("paper", "data")
 IG_SCORES = ("mode", "released")
-
-
-def _get(outputs: Outputs, key: str, scorer: str, ndim: int) -> torch.Tensor:
-    if key not in outputs:
-        raise ValueError(f"scorer {scorer!r} needs the model output {key!r}; the outputs only have {sorted(outputs)}")
-    v = outputs[key]
-    if not torch.is_tensor(v) or v.ndim != ndim:
-        raise ValueError(f"scorer {scorer!r}: output {key!r} must be a {ndim}-D tensor, got "
-                         f"{tuple(v.shape) if torch.is_tensor(v) else type(v).__name__}")
-    return v.float()
 
 
 class DTENonParametricScorer(Scorer):
@@ -115,8 +105,8 @@ class DTEInverseGammaScorer(Scorer):
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         if self.ig_score == "mode":
-            return invgamma_mode(_get(outputs, "dte_ig_beta", self.name, 1), self.num_dims)
-        return _get(outputs, "dte_ig_raw", self.name, 1)
+            return invgamma_mode(model_output(outputs, "dte_ig_beta", self.name, 1), self.num_dims)
+        return model_output(outputs, "dte_ig_raw", self.name, 1)
 
 
 class DTECategoricalScorer(Scorer):
@@ -126,7 +116,7 @@ class DTECategoricalScorer(Scorer):
     requires = ("dte_c_probs",)
 
     def score(self, outputs: Outputs) -> torch.Tensor:
-        p = _get(outputs, "dte_c_probs", self.name, 2)
+        p = model_output(outputs, "dte_c_probs", self.name, 2)
         return p @ torch.arange(p.shape[1], dtype=p.dtype, device=p.device)
 
 

@@ -25,19 +25,9 @@ from typing import Optional
 import torch
 
 from genood.models.classifier.scorers import fit_labels
-from genood.scoring.base import Outputs, Scorer
+from genood.scoring.base import Outputs, Scorer, model_output
 
 from .torch_model import gaussian_log_p
-
-
-def _get(outputs: Outputs, key: str, scorer: str, ndim: int) -> torch.Tensor:
-    if key not in outputs:
-        raise ValueError(f"scorer {scorer!r} needs the model output {key!r}; the outputs only have {sorted(outputs)}")
-    v = outputs[key]
-    if not torch.is_tensor(v) or v.ndim != ndim:
-        raise ValueError(f"scorer {scorer!r}: output {key!r} must be a {ndim}-D tensor, got "
-                         f"{tuple(v.shape) if torch.is_tensor(v) else type(v).__name__}")
-    return v.float()
 
 
 class FlowConScorer(Scorer):
@@ -47,7 +37,7 @@ class FlowConScorer(Scorer):
     requires = ("flow_log_p",)
 
     def score(self, outputs: Outputs) -> torch.Tensor:
-        return -_get(outputs, "flow_log_p", self.name, 1)
+        return -model_output(outputs, "flow_log_p", self.name, 1)
 
 
 class FlowConFullScorer(Scorer):
@@ -61,8 +51,8 @@ class FlowConFullScorer(Scorer):
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         ln2d = self.dim * math.log(2)
-        log_p = _get(outputs, "flow_log_p", self.name, 1)
-        logdet = _get(outputs, "flow_logdet", self.name, 1)
+        log_p = model_output(outputs, "flow_log_p", self.name, 1)
+        logdet = model_output(outputs, "flow_logdet", self.name, 1)
         return -(log_p + (logdet - self.dim * math.log(self.n_bins)) / ln2d)
 
 
@@ -85,8 +75,8 @@ class FlowConClassScorer(Scorer):
         self.classes: Optional[torch.Tensor] = None
 
     def fit(self, outputs: Outputs) -> None:
-        mu = _get(outputs, "flow_mu", self.name, 2)
-        log_sd = _get(outputs, "flow_log_sd", self.name, 2)
+        mu = model_output(outputs, "flow_mu", self.name, 2)
+        log_sd = model_output(outputs, "flow_log_sd", self.name, 2)
         y = fit_labels(outputs, self.name, mu.shape[0])
         keep = y >= 0
         mu, log_sd, y = mu[keep], log_sd[keep], y[keep]
@@ -100,7 +90,7 @@ class FlowConClassScorer(Scorer):
         """Σ_d log N(z; μ_k, σ_k) for every fitted class, ``[N, K]`` (nats), in row chunks."""
         if self.mu is None:
             raise RuntimeError(f"scorer {self.name!r} must be fit on ID data before scoring (call fit(outputs))")
-        z = _get(outputs, "flow_z", self.name, 2)
+        z = model_output(outputs, "flow_z", self.name, 2)
         mu, log_sd = self.mu.to(z.device), self.log_sd.to(z.device)
         rows = self.chunk_size or max(1, (1 << 24) // mu.numel())
         parts = [gaussian_log_p(z[i:i + rows, None, :], mu[None], log_sd[None]).sum(dim=2)
@@ -112,6 +102,6 @@ class FlowConClassScorer(Scorer):
         return self.classes.to(outputs["flow_z"].device)[self.class_log_p(outputs).argmax(dim=1)]
 
     def score(self, outputs: Outputs) -> torch.Tensor:
-        logdet = _get(outputs, "flow_logdet", self.name, 1)
+        logdet = model_output(outputs, "flow_logdet", self.name, 1)
         d = self.mu.shape[1] if self.mu is not None else 1
         return -(self.class_log_p(outputs).amax(dim=1) + logdet) / (d * math.log(2))

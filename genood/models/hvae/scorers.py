@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from genood.scoring.base import Outputs, Scorer
+from genood.scoring.base import Outputs, Scorer, model_output
 
 
 def _get(outputs: Outputs, key: str, scorer: str) -> torch.Tensor:
-    if key not in outputs:
-        raise ValueError(f"scorer {scorer!r} needs the model output {key!r} (an HVAE bound in nats, shape [N]); "
-                         f"the outputs only have {sorted(outputs)}. Is k in the model's skip_k?")
-    return outputs[key].float()
+    return model_output(outputs, key, scorer, hint=" (an HVAE bound in nats, shape [N]). Is k in the model's skip_k?")
 
 
 class NegELBO(Scorer):
