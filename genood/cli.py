@@ -28,20 +28,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from .data.base import OODDataModule
+from .checkpoint_io import CheckpointError, read_weights_file
 from .evaluation.config import EvaluationConfig
 from .models.base import GenerativeModel, NonFiniteLossError
 from .run_dir import ENV_VAR, claim_run_dir, created_run_dirs
 
 DEFAULT_CONFIG = "configs/default.yaml"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not match the configured model."""
 
 
 class _NoPromotionalTips(logging.Filter):
@@ -248,13 +244,7 @@ def load_weights(model: GenerativeModel, ckpt_path: str) -> dict:
     """Load a genood checkpoint's weights into ``model`` with errors that say what is wrong; returns the
     checkpoint's ``epoch`` and ``global_step``."""
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated file, not a torch file, ...
-        raise CheckpointError(f"checkpoint {path} could not be read (corrupt or not a PyTorch checkpoint): "
-                              f"{type(e).__name__}: {e}") from None
+    ckpt = read_weights_file(path, "checkpoint", expect_dict=False)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint (no 'state_dict')")
     missing, unexpected = [], []

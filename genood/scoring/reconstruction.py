@@ -35,6 +35,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
+from genood.checkpoint_io import read_weights_file
 from genood.scoring.base import Outputs, Scorer
 
 DISTANCES = ("mse", "ssim", "lpips")
@@ -132,16 +133,9 @@ class LPIPSDistance(torch.nn.Module):
 
     @staticmethod
     def _read(path: Path, what: str) -> dict:
-        if not path.is_file():
-            hint = f"; {ALEXNET_HINT}" if what == "backbone" else ""
-            raise FileNotFoundError(f"LPIPS {what} weights {path} do not exist{hint}")
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise RuntimeError(f"LPIPS {what} weights {path} could not be read: {type(e).__name__}: {e}") from None
-        if not isinstance(sd, dict):
-            raise RuntimeError(f"LPIPS {what} weights {path} are not a state dict (got {type(sd).__name__})")
-        return sd
+        hint = f"; {ALEXNET_HINT}" if what == "backbone" else ""
+        return read_weights_file(path, f"LPIPS {what} weights", missing_hint=hint, weights_only=True,
+                                 plural=True)
 
     def _load_backbone(self, net: torch.nn.Module, path: Path) -> None:
         """torchvision's ``features.{i}.*`` keys go to torchmetrics' ``slice{k}.{i}.*`` (the same layers)."""

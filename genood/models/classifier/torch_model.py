@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genood.checkpoint_io import read_weights_file
+
 BACKBONES = ("digits_cnn", "resnet18", "wrn40_2")
 
 
@@ -196,17 +198,9 @@ def classifier_state_from_file(path: str | Path, backbone: str) -> dict:
     * a Heatmap-OOD / FlowCon release classifier (``{"net_state_dict", "cls_state_dict"}``);
     * a plain ``ClassifierNet.state_dict()``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"classifier checkpoint {str(path)!r} does not exist; train one with "
-                                "`python -m genood.train --config configs/classifier/<dataset>.yaml` and pass its "
-                                "<run>/last.ckpt")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise RuntimeError(f"classifier checkpoint {str(path)!r} could not be read: {type(e).__name__}: {e}") from None
-    if not isinstance(ckpt, dict):
-        raise RuntimeError(f"classifier checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a state dict")
+    ckpt = read_weights_file(path, "classifier checkpoint",
+                             missing_hint="; train one with `python -m genood.train --config "
+                                          "configs/classifier/<dataset>.yaml` and pass its <run>/last.ckpt")
     if "net_state_dict" in ckpt:
         return _released_to_ours(ckpt["net_state_dict"], ckpt.get("cls_state_dict", {}), backbone)
     sd = ckpt.get("state_dict", ckpt)

@@ -22,6 +22,8 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
+from genood.checkpoint_io import read_weights_file
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(block_out_channels=(128, 256, 256, 256), layers_per_block=2,
                   down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
@@ -102,17 +104,8 @@ def load_unet(path: str, input_shape: Sequence[int], unet: Union[str, dict] = "p
         model = UNet2DModel.from_pretrained(str(p), subfolder=sub)
         _check_shape(model, input_shape, str(p))
         return model
-    if not p.is_file():
-        raise FileNotFoundError(f"pretrained UNet {p} does not exist (a diffusers folder or a checkpoint file)")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(p))
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise RuntimeError(f"pretrained UNet {p} could not be read: {type(e).__name__}: {e}") from None
+    obj = read_weights_file(p, "pretrained UNet", missing_hint=" (a diffusers folder or a checkpoint file)",
+                            expect_dict=False)
     sd = _unet_state_dict(obj, str(p))
     model = build_unet(unet, input_shape)
     own = model.state_dict()
