@@ -71,6 +71,37 @@ class IndexedDataset(Dataset):
         return {"x": x, "y": int(y), "index": index}
 
 
+class TensorRows(Dataset):
+    """In-memory rows ``x [N, ...]`` with labels ``y [N]`` whose DataLoader batches are slices, not stacks of
+    per-sample dicts: ``__getitems__`` (which torch's DataLoader calls with a whole batch of indices) returns
+    one batched ``{"x", "y", "index"}`` with a single tensor index, and :meth:`OODDataModule._loader` passes
+    it through without collation. For small vector models (DTE's MLP, the tabular flows) the per-sample
+    ``__getitem__`` + ``default_collate`` path costs more than the network's step. ``dataset[i]`` still
+    returns one sample's dict."""
+
+    batched = True  # the loader passes __getitems__'s batch through (see OODDataModule._loader)
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        if len(x) != len(y):
+            raise ValueError(f"TensorRows: x has {len(x)} rows, y {len(y)}")
+        self.x, self.y = x, y.long()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"x": self.x[index], "y": int(self.y[index]), "index": int(index)}
+
+    def __getitems__(self, indices: list) -> dict:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return {"x": self.x[idx], "y": self.y[idx], "index": idx}
+
+
+def pass_through(batch):
+    """The collate function of :class:`TensorRows` loaders: the batch is already one dict of tensors."""
+    return batch
+
+
 @dataclass
 class EvalSet:
     """One evaluation set: the ID test split (group "id") or a named OOD set (group "near"/"far")."""
@@ -132,8 +163,9 @@ class OODDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, drop_last: bool = False) -> DataLoader:
         sampler = EpochSeededSampler(len(dataset), self.seed) if shuffle else None
+        collate = {"collate_fn": pass_through} if getattr(dataset, "batched", False) else {}
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=drop_last,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, **collate)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled ID training batches. ``drop_last`` drops the trailing partial batch, except when the whole

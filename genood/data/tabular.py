@@ -33,27 +33,44 @@ The 10 anomalies of ``wine`` and ``wdbc`` are drawn without replacement by
 same kind of subsample, but its exact 10 points are not recoverable from scikit-learn's copies, so our
 numbers compare with ADBench's in kind, not digit for digit.
 
-Differences from the released DTE ``DataGenerator`` worth knowing (documented, not reproduced):
-it takes the *first* half of the normals in file order (not a random half), and it resamples datasets
-with fewer than 1,000 points up to 1,000 with replacement *before* splitting, so duplicated points can
-sit in both the train and test splits of small sets (wine, WDBC). We split the original points by
-default; ``oversample_to=1000`` reproduces the resampling (the published small-set numbers rely on it:
-a test normal with an exact copy in the training split has K-NN distance 0).
+Two ways to split (``split``):
+
+* ``"random"`` (default): the protocols above on the original points, a seeded random half of the normals
+  (``numpy.random.default_rng(seed)``); ``oversample_to`` / ``max_samples`` optionally resample first.
+* ``"released"``: DTE's released ``data_generator.py`` (``DataGenerator.generator(la=0, max_size=50000)``)
+  and ``run.py`` end to end, with the same random generator (numpy's legacy Mersenne Twister seeded with
+  ``seed``, as ADBench's ``Utils.set_seed`` seeds the global one), so the same seed selects the same points
+  (:func:`released_split`). A dataset under 1,000 points is resampled with replacement to 1,000 (so copies
+  of one point can sit in both splits: a test normal with an exact copy in the training split has K-NN
+  distance 0, which the published small-set numbers rely on); one over ``max_samples`` (50,000) is
+  subsampled. ``semi`` trains on the *first* ``round(0.5 · n_normal)`` normals in file order (Python's
+  round, half to even) and tests on the rest plus every anomaly, so on sets of 1,000 points or more the
+  split is the same for every seed; ``unsupervised`` bootstraps the whole set as ``run.py`` does, with the
+  scaler fit on the whole set. Missing values are filled as released: training NaNs with the scaled
+  training column mean, test NaNs with the scaled *test* column mean.
+
+Inputs are checked when loaded: an infinite value, or a column with no finite value, is a one-line error
+naming the file; NaN values are imputed (training mean) and reported once on the console, or refused with
+``nan_policy="error"``.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .base import EvalSet, IndexedDataset, OODDataModule
+from .base import EvalSet, OODDataModule, TensorRows
 
 EMBEDDED_TASKS = ("wine", "wdbc", "digits")
 PROTOCOLS = ("semi", "unsupervised")
+SPLITS = ("random", "released")
+NAN_POLICIES = ("impute", "error")
+RELEASED_MIN_SIZE = 1000  # ADBench DataGenerator's n_samples_threshold (generate_duplicates=True)
 ANOMALY_SEED = 0
 N_EMBEDDED_ANOMALIES = 10
 ADBENCH_HINT = ("ADBench's .npz files (arrays X [n, d] and y [n], y = 1 for an anomaly) come from "
@@ -148,89 +165,206 @@ def protocol_split(y: np.ndarray, protocol: str, seed: int) -> tuple[np.ndarray,
     raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
 
 
+def released_split(y: np.ndarray, protocol: str, seed: int, max_size: int = 50_000,
+                   min_size: int = RELEASED_MIN_SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices ``(train, test, scale)`` into ``y`` that DTE's released code selects (``data_generator.py``
+    ``DataGenerator(seed, test_size=0.5, normal=True).generator(la=0, max_size=max_size)`` for ``semi``;
+    ``DataGenerator(seed, test_size=0)`` then ``run.py``'s bootstrap for ``unsupervised``); ``scale`` are the
+    rows the StandardScaler is fit on. Rows may repeat (resampling, bootstrap).
+
+    The released code seeds numpy's legacy global generator (``np.random.seed(seed)``) before each draw;
+    a ``RandomState(seed)`` is the same Mersenne Twister stream, without touching the global state:
+
+    1. ``n < min_size``: re-seed, ``choice(n, min_size, replace=True)``;
+    2. more than ``max_size`` rows: re-seed, ``choice(rows, max_size, replace=False)``;
+    3. ``semi``: train = the first ``round(0.5 · n_normal)`` normals in that order, test = the other normals
+       then every anomaly (no draw);
+    4. ``unsupervised``: train = test = all rows; ``choice(anomalies, 0, replace=False)`` (the labelled-anomaly
+       draw with ``la = 0``) still shuffles a permutation of the anomalies, then ``run.py`` draws the bootstrap
+       ``choice(n, n, replace=True)`` from the same stream.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
+    rows = np.arange(len(y))
+    rng = np.random.RandomState(seed)
+    if len(rows) < min_size:
+        rng = np.random.RandomState(seed)
+        rows = rng.choice(np.arange(len(rows)), min_size, replace=True)
+    if len(rows) > max_size:
+        rng = np.random.RandomState(seed)
+        rows = rows[rng.choice(np.arange(len(rows)), max_size, replace=False)]
+    labels = y[rows]
+    normal, anomalous = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    if protocol == "semi":
+        n_train = round(0.5 * normal.size)  # Python's round: half to even, as released
+        train = rows[normal[:n_train]]
+        return train, rows[np.append(normal[n_train:], anomalous)], train
+    rng.permutation(anomalous.size)  # choice(idx_anomaly, 0, replace=False) draws this permutation
+    return rows[rng.choice(np.arange(len(rows)), len(rows), replace=True)], rows, rows
+
+
+def check_values(X: np.ndarray, source: str, nan_policy: str = "impute") -> None:
+    """One-line errors for inputs no split can use: an infinite value, a column without any finite value,
+    or (``nan_policy="error"``) any NaN; otherwise NaNs are reported once on the console (how many, which
+    columns), since they are imputed."""
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {list(NAN_POLICIES)}, got {nan_policy!r}")
+    inf = np.isinf(X)
+    if inf.any():
+        rows, cols = np.nonzero(inf)
+        raise ValueError(f"{source}: {int(inf.sum())} infinite value(s) (first at row {rows[0]}, column {cols[0]}; "
+                         f"columns {_listed(np.unique(cols))}); replace them (e.g. by NaN, which is imputed) or drop "
+                         "those rows")
+    nan = np.isnan(X)
+    if not nan.any():
+        return
+    cols = np.flatnonzero(nan.any(0))
+    empty = np.flatnonzero(nan.all(0))
+    if empty.size:
+        raise ValueError(f"{source}: column(s) {_listed(empty)} hold no value at all (every entry is NaN); drop "
+                         "them from X")
+    if nan_policy == "error":
+        raise ValueError(f"{source}: {int(nan.sum())} NaN value(s) in column(s) {_listed(cols)}; fill them, or set "
+                         "data.init_args.nan_policy=impute to impute the training mean")
+    print(f"genood: {source}: {int(nan.sum())} NaN value(s) in column(s) {_listed(cols)} are imputed with the "
+          "training mean (data.init_args.nan_policy=error refuses them)")
+
+
+def _listed(idx: np.ndarray, limit: int = 10) -> str:
+    shown = ", ".join(str(int(i)) for i in idx[:limit])
+    return f"[{shown}{', ...' if len(idx) > limit else ''}]"
+
+
+def column_means(X: np.ndarray) -> np.ndarray:
+    """Per-column mean over the non-NaN entries, 0 for a column with none (``[d]``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice": such a column gets 0
+        return np.nan_to_num(np.nanmean(X, axis=0))
+
+
+def fill_nan(X: np.ndarray, fill) -> np.ndarray:
+    """``X`` with each NaN replaced by its column's value in ``fill`` (``[d]`` or a scalar)."""
+    return np.where(np.isnan(X), fill, X) if np.isnan(X).any() else X
+
+
 class TabularDataModule(OODDataModule):
     """A tabular anomaly-detection task split by a named protocol (see the module docstring).
 
     Args:
-        dataset: ``"wine"``, ``"wdbc"``, ``"digits"`` (embedded), or an ADBench name found under ``root``.
+        dataset: ``"wine"``, ``"wdbc"``, ``"digits"`` (embedded), or an ADBench file stem (``40_vowels``,
+            ``43_WDBC``; the bare name ``vowels`` works too) found under ``root``.
         root: folder with ADBench ``.npz`` files (searched recursively); unused for embedded tasks.
         protocol: ``"semi"`` (train on half the normals) or ``"unsupervised"`` (bootstrap of all data).
+        split: ``"random"`` (a seeded random half of the normals; the default) or ``"released"`` (DTE's
+            released ``data_generator.py`` / ``run.py``, point for point; module docstring).
         standardize: standard-scale with statistics of the training split (DTE: "crucial").
         max_samples: subsample larger datasets to this many points first (seeded, without replacement),
             as DTE's ``run.py`` does with 50,000; None keeps everything.
-        oversample_to: ADBench's ``DataGenerator`` (used by DTE's ``run.py``) resamples datasets smaller
-            than 1,000 points up to 1,000 *with replacement* before splitting, so copies of one point can
-            land in both train and test. ``oversample_to=1000`` reproduces that (for comparison with the
-            published tables); the default None splits the original points (no leakage).
+        oversample_to: (``split="random"``) resample datasets smaller than this up to it *with
+            replacement* before splitting, as ADBench's ``DataGenerator`` does with 1,000 (copies of one
+            point then land in both train and test); the default None splits the original points (no
+            leakage). ``split="released"`` always does it with 1,000.
         seed: drives the split (and the bootstrap / subsample); the embedded anomalies never change.
         drop_last: drop the last partial training batch (DTE's released DDPM loader does; its DTE loader
             does not); a training split smaller than one batch keeps its one partial batch.
+        nan_policy: ``"impute"`` (fill NaNs, reported once on the console) or ``"error"`` (refuse them).
 
     After ``setup()``: ``X_train``, ``X_test`` (scaled float32 numpy), ``y_train``, ``y_test``,
     ``train_rows``, ``test_rows`` (rows of the loaded data) and ``scaler`` (the fitted StandardScaler or None).
     """
 
     def __init__(self, dataset: str = "wdbc", root: Optional[str] = None, protocol: str = "semi",
-                 standardize: bool = True, batch_size: int = 64, eval_batch_size: Optional[int] = None,
-                 num_workers: int = 0, seed: int = 0, max_samples: Optional[int] = 50_000,
-                 oversample_to: Optional[int] = None, drop_last: bool = False):
+                 split: str = "random", standardize: bool = True, batch_size: int = 64,
+                 eval_batch_size: Optional[int] = None, num_workers: int = 0, seed: int = 0,
+                 max_samples: Optional[int] = 50_000, oversample_to: Optional[int] = None, drop_last: bool = False,
+                 nan_policy: str = "impute"):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
         self.drop_last = drop_last
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {list(NAN_POLICIES)}, got {nan_policy!r}")
         if dataset not in EMBEDDED_TASKS and root is None:
             raise ValueError(f"unknown tabular dataset {dataset!r}: the embedded tasks are {list(EMBEDDED_TASKS)}; "
                              "for an ADBench dataset pass root=<folder holding the .npz files>")
         if max_samples is not None and max_samples < 2:
             raise ValueError(f"max_samples must be None or at least 2, got {max_samples}")
+        if oversample_to is not None and oversample_to < 2:
+            raise ValueError(f"oversample_to must be None or at least 2, got {oversample_to}")
+        if split == "released" and oversample_to is not None:
+            raise ValueError(f"split='released' resamples datasets under {RELEASED_MIN_SIZE} points to {RELEASED_MIN_SIZE} "
+                             "itself; leave oversample_to null (it is for split='random')")
         self.dataset = dataset
         self.root = root
         self.protocol = protocol
+        self.split = split
         self.standardize = standardize
-        if oversample_to is not None and oversample_to < 2:
-            raise ValueError(f"oversample_to must be None or at least 2, got {oversample_to}")
         self.max_samples = max_samples
         self.oversample_to = oversample_to
+        self.nan_policy = nan_policy
         self.scaler = None
 
+    def load(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """``(X, y, source)``: the task's arrays, checked (:func:`check_values`), and where they came from."""
+        if self.dataset in EMBEDDED_TASKS:
+            (X, y), source = load_embedded(self.dataset), f"embedded task {self.dataset!r}"
+        else:
+            path = find_adbench_file(self.dataset, self.root)
+            (X, y), source = load_npz(path), str(path)
+        check_values(X, source, self.nan_policy)
+        return X, y, source
+
+    def rows(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row indices ``(train, test, scale)`` of the loaded data under ``split`` / ``protocol``."""
+        if self.split == "released":
+            max_size = self.max_samples if self.max_samples is not None else len(y)
+            return released_split(y, self.protocol, self.seed, max_size=max_size)
+        rows = np.arange(len(y))
+        if self.max_samples is not None and len(rows) > self.max_samples:
+            rows = np.sort(np.random.default_rng(self.seed).choice(len(rows), self.max_samples, replace=False))
+        if self.oversample_to is not None and len(rows) < self.oversample_to:
+            rows = rows[np.random.default_rng(self.seed).choice(len(rows), self.oversample_to, replace=True)]
+        if self.protocol == "semi" and (y[rows] == 0).sum() < 2:
+            raise ValueError(f"dataset {self.dataset!r} has {(y[rows] == 0).sum()} normal point(s); the semi protocol "
+                             "needs >= 2")
+        train, test = protocol_split(y[rows], self.protocol, self.seed)
+        return rows[train], rows[test], rows[train]
+
     def build(self) -> None:
-        X, y = load_tabular(self.dataset, self.root)
-        if self.max_samples is not None and len(y) > self.max_samples:
-            keep = np.sort(np.random.default_rng(self.seed).choice(len(y), self.max_samples, replace=False))
-            X, y = X[keep], y[keep]
-        if self.oversample_to is not None and len(y) < self.oversample_to:
-            rows = np.random.default_rng(self.seed).choice(len(y), self.oversample_to, replace=True)
-            X, y = X[rows], y[rows]
-        if self.protocol == "semi" and (y == 0).sum() < 2:
-            raise ValueError(f"dataset {self.dataset!r} has {(y == 0).sum()} normal point(s); the semi protocol needs >= 2")
-        train, test = protocol_split(y, self.protocol, self.seed)
+        X, y, source = self.load()
+        train, test, scale_rows = self.rows(y)
+        if len(train) == 0:
+            raise ValueError(f"{source}: the {self.protocol} protocol leaves no training point")
         X_train, X_test = X[train], X[test]
         if self.standardize:
             from sklearn.preprocessing import StandardScaler
 
-            self.scaler = StandardScaler().fit(X_train)  # ignores NaN when fitting
+            self.scaler = StandardScaler().fit(X[scale_rows])  # ignores NaN when fitting
             X_train, X_test = self.scaler.transform(X_train), self.scaler.transform(X_test)
-            fill_train = fill_test = 0.0  # the training mean after scaling
-        else:
-            fill_train = fill_test = np.nan_to_num(np.nanmean(X_train, axis=0))
-        X_train = np.where(np.isnan(X_train), fill_train, X_train)
-        X_test = np.where(np.isnan(X_test), fill_test, X_test)
+        if self.split == "released":  # each split's own (scaled) column means, as released
+            X_train, X_test = fill_nan(X_train, column_means(X_train)), fill_nan(X_test, column_means(X_test))
+        else:  # the training mean (0 after scaling)
+            fill = 0.0 if self.standardize else column_means(X_train)
+            X_train, X_test = fill_nan(X_train, fill), fill_nan(X_test, fill)
 
         self.X_train, self.X_test = X_train.astype(np.float32), X_test.astype(np.float32)
         self.y_train, self.y_test = y[train], y[test]
         self.train_rows, self.test_rows = train, test
 
-        def wrap(x: np.ndarray, labels: np.ndarray) -> IndexedDataset:
-            return IndexedDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(labels))
-
-        self.train_set = wrap(self.X_train, self.y_train)
+        self.train_set = TensorRows(torch.from_numpy(np.ascontiguousarray(self.X_train)), torch.from_numpy(self.y_train))
         self.val_set = self.fit_set = self.train_set
         normal, anomalous = self.y_test == 0, self.y_test == 1
         if not normal.any() or not anomalous.any():
             raise ValueError(f"dataset {self.dataset!r} ({self.protocol}): the test split has {normal.sum()} normal and "
                              f"{anomalous.sum()} anomalous points; both must be present")
-        self.eval_sets = [EvalSet(self.dataset, wrap(self.X_test[normal], self.y_test[normal]), "id"),
-                          EvalSet("anomalies", wrap(self.X_test[anomalous], self.y_test[anomalous]), "far")]
+
+        def subset(mask: np.ndarray) -> TensorRows:
+            return TensorRows(torch.from_numpy(np.ascontiguousarray(self.X_test[mask])),
+                              torch.from_numpy(self.y_test[mask]))
+
+        self.eval_sets = [EvalSet(self.dataset, subset(normal), "id"), EvalSet("anomalies", subset(anomalous), "far")]
 
     @property
     def num_features(self) -> int:
