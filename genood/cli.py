@@ -233,7 +233,9 @@ def build_scorers(model: GenerativeModel, evaluation: EvaluationConfig) -> list:
         from .scoring.ratio import LikelihoodRatio
 
         available.append(LikelihoodRatio(background_ckpt=evaluation.background_ckpt))
-    return select_scorers(available, evaluation.scorers)
+    selected = select_scorers(available, evaluation.scorers)
+    model.select_outputs(selected)
+    return selected
 
 
 def _as_float(v) -> Optional[float]:

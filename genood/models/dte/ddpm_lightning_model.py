@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from genood.models.base import GenerativeModel
+from genood.models.base import GenerativeModel, fused_adam
 from genood.models.counter_noise import counter_normal
 from genood.scoring.reconstruction import mse_distance
 
@@ -92,7 +92,7 @@ class TabularDDPM(GenerativeModel):
         return F.mse_loss(self.net(x_t, t), noise)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay, **fused_adam())
 
     def on_train_epoch_start(self) -> None:
         self._epoch_sum, self._epoch_count = 0.0, 0

@@ -15,6 +15,11 @@ Each network draws its own t ~ U{0..T−1} and ε for x_t = x_0 + σ_t ε (varia
 summed; since the networks share no parameter and Adam (with L2 weight decay) updates every parameter
 from its own gradient only, this equals training each network separately on the same mini-batches.
 
+Only the networks ("heads") that the run's scorers read are built and trained (``heads=None``, the
+default: the CLI passes the selected scorers to :meth:`DTE.select_outputs`), so
+``--evaluation.scorers=[dte_c]`` trains DTE-C alone, as the released ``DTECategorical`` does, and
+``[dte_np, knn]`` trains nothing. ``heads=[ig, c]`` builds both whatever the scorers.
+
 The non-parametric DTE-NP and the kNN baseline need no training: they read ``features`` (the scaled
 input itself) and fit a bank on the ID fit split.
 
@@ -25,12 +30,13 @@ input itself) and fit a bank on the ID fit split.
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from genood.models.base import GenerativeModel
+from genood.models.base import GenerativeModel, fused_adam
 from genood.scoring.knn import KNNScorer
 
 from .posterior import ig_nll, invgamma_shape
@@ -39,6 +45,8 @@ from .scorers import DTECategoricalScorer, DTEInverseGammaScorer, DTENonParametr
 from .torch_model import DTEMLP
 
 C_LOSSES = ("released", "logits")
+HEADS = ("ig", "c")
+HEAD_OUTPUTS = {"ig": frozenset({"dte_ig_raw", "dte_ig_beta"}), "c": frozenset({"dte_c_probs", "dte_c_expected_bin"})}
 
 
 class DTE(GenerativeModel):
@@ -55,6 +63,8 @@ class DTE(GenerativeModel):
         np_T, np_K: DTE-NP's grid length (300) and neighbours (5); np_grid_margin / np_grid_quantile set
             the ``dte_np_data`` grid (see :class:`DTENonParametricScorer`).
         knn_k: the kNN baseline's k (distance to the k-th neighbour; 5, PyOD's default).
+        heads: the networks to build, a subset of ``["ig", "c"]``; None (default): those the run's scorers
+            read (both when every scorer runs; none for ``dte_np`` / ``knn`` alone).
     """
 
     def __init__(self, input_shape: Optional[Sequence[int]] = None, lr: float = 1e-4, weight_decay: float = 5e-4,
@@ -62,7 +72,7 @@ class DTE(GenerativeModel):
                  T_c: int = 400, num_bins: int = 7, c_loss: str = "released", ig_eps: float = 1e-5,
                  np_T: int = 300, np_K: int = 5,
                  np_grid_margin: float = 2.0, np_grid_quantile: float = 1.0, knn_k: int = 5,
-                 beta_start: float = BETA_START, beta_end: float = BETA_END):
+                 beta_start: float = BETA_START, beta_end: float = BETA_END, heads: Optional[Sequence[str]] = None):
         super().__init__(input_shape=input_shape, lr=lr)
         if self.input_shape is None or len(self.input_shape) != 1:
             raise ValueError(f"DTE works on feature vectors: input_shape must be (d,), got {input_shape}; "
@@ -73,14 +83,17 @@ class DTE(GenerativeModel):
             raise ValueError(f"DTE-C needs num_bins >= 2, got {num_bins}")
         if c_loss not in C_LOSSES:
             raise ValueError(f"c_loss must be one of {C_LOSSES}, got {c_loss!r}")
+        if heads is not None and not set(heads) <= set(HEADS):
+            raise ValueError(f"heads must be a subset of {list(HEADS)}, got {list(heads)}")
         self.save_hyperparameters()
         self.weight_decay = weight_decay
         self.T_ig, self.T_c, self.num_bins, self.ig_eps, self.c_loss_kind = T_ig, T_c, num_bins, ig_eps, c_loss
         self.np_T, self.np_K, self.knn_k = np_T, np_K, knn_k
         self.np_grid_margin, self.np_grid_quantile = np_grid_margin, np_grid_quantile
         self.beta_start, self.beta_end = beta_start, beta_end
-        self.ig_net = DTEMLP(self.d, 1, hidden_sizes, dropout)
-        self.c_net = DTEMLP(self.d, num_bins, hidden_sizes, dropout)
+        self.heads_fixed = heads is not None
+        self.ig_net = DTEMLP(self.d, 1, hidden_sizes, dropout) if heads is None or "ig" in heads else None
+        self.c_net = DTEMLP(self.d, num_bins, hidden_sizes, dropout) if heads is None or "c" in heads else None
         self.register_buffer("sigma2_ig", sigma2_grid(T_ig, beta_start, beta_end), persistent=False)
         self.register_buffer("sigma2_c", sigma2_grid(T_c, beta_start, beta_end), persistent=False)
 
@@ -104,17 +117,54 @@ class DTE(GenerativeModel):
     def _x(self, x: torch.Tensor) -> torch.Tensor:
         return self.flat_inputs(x, self.d)
 
+    @property
+    def heads(self) -> list[str]:
+        """The networks this model trains and scores with (``"ig"``, ``"c"``)."""
+        return [h for h, net in (("ig", self.ig_net), ("c", self.c_net)) if net is not None]
+
+    def select_outputs(self, scorers: Sequence) -> None:
+        """Keep only the heads the given scorers read (unless ``heads`` was set explicitly)."""
+        if self.heads_fixed:
+            return
+        needed = set().union(*(set(s.requires) for s in scorers)) if scorers else set()
+        if not needed & HEAD_OUTPUTS["ig"]:
+            self.ig_net = None
+        if not needed & HEAD_OUTPUTS["c"]:
+            self.c_net = None
+
     def loss(self, batch: dict) -> torch.Tensor:
         x0 = self._x(batch["x"])
-        ig, c = self.ig_loss(x0), self.c_loss(x0)
-        if self._trainer is not None:
-            stage = "train" if self.training else "val"
-            self.log(f"{stage}/loss_ig", ig, batch_size=x0.shape[0], sync_dist=not self.training)
-            self.log(f"{stage}/loss_c", c, batch_size=x0.shape[0], sync_dist=not self.training)
-        return ig + c
+        losses = {}
+        if self.ig_net is not None:
+            losses["ig"] = self.ig_loss(x0)
+        if self.c_net is not None:
+            losses["c"] = self.c_loss(x0)
+        if not losses:
+            raise RuntimeError("DTE has no network to train (only dte_np / knn scorers): train with max_epochs=0")
+        if len(losses) > 1:
+            for name, value in losses.items():
+                self.log_loss(f"loss_{name}", value, x0.shape[0])
+        return sum(losses.values())
+
+    def setup(self, stage: str) -> None:
+        if not self.heads:  # nothing to optimise is the point here, not a mistake worth a warning
+            warnings.filterwarnings("ignore", message=r".*configure_optimizers. returned .None., this fit will run "
+                                                      "with no optimizer")
+
+    def on_train_start(self) -> None:
+        if not self.heads:  # DTE-NP and kNN need no training: their banks are fit at evaluation time
+            self.trainer.should_stop = True
+
+    def training_step(self, batch: dict, batch_idx: int):
+        return super().training_step(batch, batch_idx) if self.heads else None
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        return super().validation_step(batch, batch_idx) if self.heads else None
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if not self.heads:
+            return None
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, **fused_adam())
 
     # ---- scoring ----------------------------------------------------------------------------------
     def ig_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -128,14 +178,19 @@ class DTE(GenerativeModel):
         return {"dte_c_probs": p, "dte_c_expected_bin": p @ torch.arange(self.num_bins, dtype=p.dtype, device=p.device)}
 
     def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        return {"features": self._x(x), **self.ig_outputs(x), **self.c_outputs(x)}
+        out = {"features": self._x(x)}
+        if self.ig_net is not None:
+            out.update(self.ig_outputs(x))
+        if self.c_net is not None:
+            out.update(self.c_outputs(x))
+        return out
 
     def scorers(self) -> list:
         np_args = dict(T=self.np_T, K=self.np_K, beta_start=self.beta_start, beta_end=self.beta_end)
         return [DTENonParametricScorer("dte_np", grid="paper", **np_args),
                 DTENonParametricScorer("dte_np_data", grid="data", grid_margin=self.np_grid_margin,
                                        grid_quantile=self.np_grid_quantile, **np_args),
-                DTEInverseGammaScorer(self.d, ig_score="mode"),
-                DTEInverseGammaScorer(self.d, ig_score="released"),
-                DTECategoricalScorer(),
+                *([DTEInverseGammaScorer(self.d, ig_score="mode"), DTEInverseGammaScorer(self.d, ig_score="released")]
+                  if self.ig_net is not None else []),
+                *([DTECategoricalScorer()] if self.c_net is not None else []),
                 KNNScorer("knn", key="features", k=self.knn_k)]
