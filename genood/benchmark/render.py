@@ -13,7 +13,7 @@ import numpy as np
 
 from .runner import FAILED, FINISHED, MISSING
 from .spec import Benchmark
-from .table import METRIC_TITLES, CellResult, Column, Table, Value, cell_record, commits, environment, row_warnings
+from .table import METRIC_TITLES, CellResult, Column, Row, Table, Value, cell_record, commits, environment, row_warnings
 
 SCALE = 100.0  # the tables show percentages
 
@@ -39,6 +39,8 @@ def value_text(v: Value, decimals: int) -> str:
         f"{_num(v.mean, decimals)} ± {_num(v.std, decimals)}"
     if v.expected and len(v.seeds) < v.expected:
         text += f" ({len(v.seeds)}/{v.expected} seeds)"
+    if v.count is not None:
+        text += f" ({v.count} sets)"
     return text
 
 
@@ -51,6 +53,17 @@ def layout(table: Table) -> list[tuple[str, Column, str]]:
         out.append(("value", c, c.label))
         if c.key in with_paper:
             out += [("paper", c, "paper"), ("delta", c, "Δ")]
+    return out
+
+
+def layout_transposed(table: Table) -> list[tuple[str, Row, str]]:
+    """The printed columns of a transposed table (one row per dataset column): ``(kind, method row, header)``,
+    a paper and a Δ column after every method with some published number."""
+    out = []
+    for r in table.rows:
+        out.append(("value", r, r.label))
+        if any(v.paper is not None for v in r.values.values()):
+            out += [("paper", r, "paper"), ("delta", r, "Δ")]
     return out
 
 
@@ -80,20 +93,39 @@ def markdown(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellRe
         if t.name:
             lines += [f"## {t.name}", ""]
         lines += [caption(bench, t, decimals), ""]
-        cols = layout(t)
-        lines.append("| method | " + " | ".join(h for _, _, h in cols) + " |")
-        lines.append("|---|" + "---:|" * len(cols))
-        for r in t.rows:
-            cells = []
-            for kind, c, _ in cols:
-                v = r.values[c.key]
-                text = cell_text(kind, v, decimals)
-                cells.append(f"**{text}**" if kind == "value" and v.best else text)
-            lines.append(f"| {r.label} | " + " | ".join(cells) + " |")
+        lines += transposed_lines(t, decimals) if bench.transpose else table_lines(t, decimals)
         lines.append("")
     lines += cost_lines(results) + failure_lines(results) + warning_lines(results) + source_lines(tables)
     lines += footer_lines(bench, results)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def table_lines(t: Table, decimals: int) -> list[str]:
+    """One row per method, one column per (task, OOD set) (with paper and Δ columns where published)."""
+    cols = layout(t)
+    lines = ["| method | " + " | ".join(h for _, _, h in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for r in t.rows:
+        cells = []
+        for kind, c, _ in cols:
+            v = r.values[c.key]
+            text = cell_text(kind, v, decimals)
+            cells.append(f"**{text}**" if kind == "value" and v.best else text)
+        lines.append(f"| {r.label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def transposed_lines(t: Table, decimals: int) -> list[str]:
+    """One row per dataset column, one column per method (with paper and Δ columns where published)."""
+    cols = layout_transposed(t)
+    lines = ["| dataset | " + " | ".join(h for _, _, h in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for c in t.columns:
+        cells = []
+        for kind, r, _ in cols:
+            v = r.values[c.key]
+            text = cell_text(kind, v, decimals)
+            cells.append(f"**{text}**" if kind == "value" and v.best else text)
+        lines.append(f"| {c.label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _mean(xs) -> Optional[float]:
@@ -173,6 +205,9 @@ def latex(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellResul
            "\\usepackage{booktabs}"]
     cs = ", ".join(f"{c}" for c, _ in commits(results)) or "none"
     for t in tables:
+        if bench.transpose:
+            out += _latex_transposed(bench, t, cs, decimals)
+            continue
         cols = layout(t)
         out += ["\\begin{table}[t]", "\\centering", "\\small",
                 "\\caption{" + tex_escape((f"{bench.title or bench.name}" + (f", {t.name}" if t.name else "")) + ". "
@@ -210,6 +245,26 @@ def latex(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellResul
     return "\n".join(out)
 
 
+def _latex_transposed(bench: Benchmark, t: Table, commits_text: str, decimals: int) -> list[str]:
+    """A transposed table (``transpose: true``): one row per dataset column, one column per method."""
+    cols = layout_transposed(t)
+    out = ["\\begin{table}[t]", "\\centering", "\\small",
+           "\\caption{" + tex_escape((f"{bench.title or bench.name}" + (f", {t.name}" if t.name else "")) + ". "
+                                     + caption(bench, t, decimals)) + "}",
+           "\\begin{tabular}{l" + "c" * len(cols) + "}", "\\toprule",
+           "Dataset & " + " & ".join(tex_escape(h) for _, _, h in cols) + " \\\\", "\\midrule"]
+    for c in t.columns:
+        cells = []
+        for kind, r, _ in cols:
+            v = r.values[c.key]
+            text = tex_escape(cell_text(kind, v, decimals))
+            cells.append(f"\\textbf{{{text}}}" if kind == "value" and v.best else text)
+        out.append(tex_escape(c.label) + " & " + " & ".join(cells) + " \\\\")
+    return out + ["\\bottomrule", "\\end{tabular}",
+                  "\\par\\smallskip{\\footnotesize " + tex_escape(f"genood commit(s): {commits_text}.") + "}",
+                  "\\end{table}", ""]
+
+
 # ---- CSV, cells.json ------------------------------------------------------------------------------------
 
 CSV_FIELDS = ("table", "method", "column", "task", "ood_set", "metric", "mean", "std", "n_seeds", "expected_seeds",
@@ -241,8 +296,16 @@ def write_cells(path: Path, bench: Benchmark, results: Sequence[CellResult], met
 
 # ---- heatmap --------------------------------------------------------------------------------------------
 
+def _grid(t: Table, transpose: bool):
+    """``(y labels, x labels, value(i, j))`` of a table's heatmap: methods down (or datasets, transposed)."""
+    if transpose:
+        return [c.label for c in t.columns], [r.label for r in t.rows], lambda i, j: t.rows[j].values[t.columns[i].key]
+    return [r.label for r in t.rows], [c.label for c in t.columns], lambda i, j: t.rows[i].values[t.columns[j].key]
+
+
 def heatmap(path: Path, bench: Benchmark, tables: Sequence[Table], decimals: int = 1) -> Path:
-    """Methods x columns, colour = mean metric (green = good), one panel per table; grey = no value."""
+    """Methods x columns (datasets x methods for ``transpose: true``), colour = mean metric (green = good), one
+    panel per table; grey = no value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,24 +314,24 @@ def heatmap(path: Path, bench: Benchmark, tables: Sequence[Table], decimals: int
     panels = [t for t in tables if t.rows and t.columns]
     if not panels:
         panels = list(tables)
-    widths = [max(4.0, 0.75 * len(t.columns) + 2.5) for t in panels]
-    heights = [max(2.0, 0.38 * len(t.rows) + 1.6) for t in panels]
+    grids = [_grid(t, bench.transpose) for t in panels]
+    widths = [max(4.0, 0.75 * len(x) + 2.5) for _, x, _ in grids]
+    heights = [max(2.0, 0.38 * len(y) + 1.6) for y, _, _ in grids]
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(widths, default=6), sum(heights) or 3), squeeze=False,
                              gridspec_kw={"height_ratios": heights or [1]})
     higher = tables[0].metric in ("auroc", "aupr_in", "aupr_out") if tables else True
     cmap = matplotlib.colormaps["RdYlGn" if higher else "RdYlGn_r"].with_extremes(bad="#dddddd")
-    for ax, t in zip(axes[:, 0], panels):
-        m = np.array([[r.values[c.key].mean if r.values[c.key].mean is not None else np.nan for c in t.columns]
-                      for r in t.rows], dtype=float).reshape(len(t.rows), len(t.columns))
+    for ax, t, (ylabels, xlabels, value) in zip(axes[:, 0], panels, grids):
+        m = np.array([[np.nan if value(i, j).mean is None else value(i, j).mean for j in range(len(xlabels))]
+                      for i in range(len(ylabels))], dtype=float).reshape(len(ylabels), len(xlabels))
         im = ax.imshow(np.ma.masked_invalid(m * SCALE), cmap=cmap, vmin=0, vmax=100, aspect="auto")
-        ax.set_xticks(range(len(t.columns)), [c.label for c in t.columns], rotation=40, ha="right", fontsize=8)
-        ax.set_yticks(range(len(t.rows)), [r.label for r in t.rows], fontsize=8)
+        ax.set_xticks(range(len(xlabels)), xlabels, rotation=40, ha="right", fontsize=8)
+        ax.set_yticks(range(len(ylabels)), ylabels, fontsize=8)
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                v = t.rows[i].values[t.columns[j].key]
+                v = value(i, j)
                 txt = value_text(v, decimals).split(" ± ")[0] if v.mean is None else f"{m[i, j] * SCALE:.{decimals}f}"
-                weight = "bold" if v.best else "normal"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=7, fontweight=weight)
+                ax.text(j, i, txt, ha="center", va="center", fontsize=7, fontweight="bold" if v.best else "normal")
         ax.set_title((f"{bench.name}" + (f": {t.name}" if t.name else "")) + f" ({METRIC_TITLES[t.metric]} %)",
                      fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)

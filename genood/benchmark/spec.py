@@ -31,6 +31,24 @@ overrides and the seed, so a finished cell is recognised on the next invocation 
 
 Paper values are fractions in [0, 1] (the scale of ``results.json``), keyed by metric, then by column: an
 OOD-set name, a task name (tasks with one OOD set), ``<task>/<set>``, ``mean_near``, ``mean_far`` or ``mean``.
+
+Per-dataset published tables live in data files (``experiments/benchmarks/papers/*.yaml``: ``source``,
+``metric``, ``scale``, ``groups`` and ``tables: {<table>: {methods: [...], rows: {<dataset>: [[mean, std],
+...]}}}``), declared once and referenced by rows::
+
+    papers: {dte: experiments/benchmarks/papers/dte_adbench.yaml}
+    entries:
+      - name: peers
+        rows: {knn: {label: KNN, paper_ref: dte/semi/KNN}}    # <paper>/<table>/<method>
+
+A task then takes the published value of the dataset whose name equals the task's name without ADBench's
+numeric prefix, case-insensitively (``43_WDBC`` -> ``wdbc``); tasks named ``<group>_<class>`` also form a
+group column (``CIFAR10_0``, ``CIFAR10_4`` -> ``CIFAR10``) that takes the group's published value only when
+every class file of the group ran (the file's ``groups`` says how many there are). ``transpose: true`` prints
+one row per dataset and one column per method (for tables of many datasets).
+
+Row labels may name a ``for_each`` key's last part in braces (``label: "DTE lr={lr}"``); expansions whose rows
+would otherwise share a label on the same task get their differing values appended to the label.
 """
 
 from __future__ import annotations
@@ -52,12 +70,34 @@ DEFAULT_SEED_KEYS = ("seed_everything", "data.init_args.seed")
 QUIET_ARGS = ("--evaluation.print_table=false", "--trainer.enable_progress_bar=false",
               "--trainer.enable_model_summary=false")
 ENTRY_KEYS = {"name", "config", "overrides", "rows", "task", "table", "seeds", "seed_keys", "for_each", "from"}
-TOP_KEYS = {"name", "title", "seeds", "seed_keys", "metric", "params", "overrides", "entries", "description"}
-ROW_KEYS = {"label", "paper", "source"}
+TOP_KEYS = {"name", "title", "seeds", "seed_keys", "metric", "params", "overrides", "entries", "description",
+            "papers", "transpose"}
+ROW_KEYS = {"label", "paper", "source", "paper_ref"}
+PAPER_KEYS = {"source", "metric", "scale", "groups", "tables"}
 
 
 class BenchmarkSpecError(ValueError):
     """A benchmark file that cannot be used; the message names the file, the entry and the key."""
+
+
+@dataclass
+class PaperTable:
+    """One method's column of a published per-dataset table (a ``papers`` data file): fractions by dataset."""
+
+    ref: str                       # "<paper>/<table>/<method>"
+    metric: str
+    values: dict[str, float]       # normalised dataset name -> published mean (fraction)
+    groups: dict[str, int]         # normalised group name -> number of class files it averages
+    source: str
+
+    def value(self, task: str) -> Optional[float]:
+        return self.values.get(dataset_key(task))
+
+
+def dataset_key(name: str) -> str:
+    """A dataset's name as published tables key it: ADBench's numeric prefix dropped, lower case
+    (``43_WDBC`` -> ``wdbc``, ``22_magic.gamma`` -> ``magic.gamma``)."""
+    return re.sub(r"^\d+_", "", str(name)).lower()
 
 
 @dataclass
@@ -68,6 +108,7 @@ class RowSpec:
     label: str
     paper: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> column key -> value
     source: Optional[str] = None
+    paper_table: Optional[PaperTable] = None  # per-dataset published values (``paper_ref``)
 
 
 @dataclass
@@ -141,6 +182,7 @@ class Benchmark:
     metric: str
     entries: list[Entry]
     tables: list[str]              # table names in order of first use
+    transpose: bool = False        # print one row per dataset, one column per method
 
     def cells(self, out_dir: Path) -> list[Cell]:
         """Every (entry, seed) cell, sources before the cells that re-score them."""
@@ -217,7 +259,49 @@ def _expand_values(spec: Any, where: str) -> list:
     raise BenchmarkSpecError(f"{where}: for_each values must be a list or {{glob: pattern}}, got {spec!r}")
 
 
-def _rows(spec: Any, where: str) -> Optional[list[RowSpec]]:
+def load_paper_file(path: str | Path, where: str) -> dict:
+    """A published per-dataset table file (see the module docstring), checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkSpecError(f"{where}: paper file {str(path)!r} does not exist (paths are relative to the folder "
+                                 "you run from, the repository root)")
+    data = yaml.safe_load(path.read_text()) or {}
+    bad = set(data) - PAPER_KEYS
+    if bad or not isinstance(data.get("tables"), dict) or data.get("metric") not in METRIC_NAMES:
+        raise BenchmarkSpecError(f"{where}: paper file {str(path)!r} needs keys {sorted(PAPER_KEYS)} (a 'metric' of "
+                                 f"{list(METRIC_NAMES)} and 'tables'); unknown: {sorted(bad)}")
+    for tname, t in data["tables"].items():
+        methods, rows = t.get("methods"), t.get("rows")
+        if not isinstance(methods, list) or not isinstance(rows, dict):
+            raise BenchmarkSpecError(f"{where}: {path}: table {tname!r} needs 'methods' and 'rows'")
+        for ds, vals in rows.items():
+            if not isinstance(vals, list) or len(vals) != len(methods):
+                raise BenchmarkSpecError(f"{where}: {path}: table {tname!r}, dataset {ds!r}: {len(methods)} "
+                                         f"[mean, std] pairs expected, got {vals!r}")
+    return data
+
+
+def _paper_table(ref: Any, papers: dict[str, dict], where: str) -> PaperTable:
+    parts = str(ref).split("/")
+    if len(parts) != 3:
+        raise BenchmarkSpecError(f"{where}: paper_ref {ref!r} must be '<paper>/<table>/<method>'")
+    name, tname, method = parts
+    if name not in papers:
+        raise BenchmarkSpecError(f"{where}: paper_ref {ref!r}: no paper {name!r} under 'papers' "
+                                 f"(declared: {sorted(papers) or 'none'})")
+    data = papers[name]
+    table = data["tables"].get(tname)
+    if table is None or method not in table["methods"]:
+        known = sorted(data["tables"]) if table is None else table["methods"]
+        raise BenchmarkSpecError(f"{where}: paper_ref {ref!r}: no {'table' if table is None else 'method'} "
+                                 f"{tname if table is None else method!r}; the file has {known}")
+    j, scale = table["methods"].index(method), float(data.get("scale", 1))
+    values = {dataset_key(ds): float(vals[j][0]) / scale for ds, vals in table["rows"].items()}
+    groups = {dataset_key(g): int(n) for g, n in (data.get("groups") or {}).items()}
+    return PaperTable(str(ref), data["metric"], values, groups, f"{data.get('source', name)}: {method}")
+
+
+def _rows(spec: Any, where: str, papers: Optional[dict[str, dict]] = None) -> Optional[list[RowSpec]]:
     if spec is None:
         return None
     if isinstance(spec, list):
@@ -247,9 +331,10 @@ def _rows(spec: Any, where: str) -> Optional[list[RowSpec]]:
         if paper and not r.get("source"):
             raise BenchmarkSpecError(f"{where}: row {scorer!r} has paper numbers but no source (paper, table, "
                                      "section) to cite")
+        table = _paper_table(r["paper_ref"], papers or {}, f"{where}: row {scorer!r}") if "paper_ref" in r else None
         rows.append(RowSpec(str(scorer), str(r.get("label", scorer)),
                             {m: {str(c): float(v) for c, v in vals.items()} for m, vals in paper.items()},
-                            r.get("source")))
+                            r.get("source") or (table.source if table else None), table))
     return rows
 
 
@@ -289,6 +374,10 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
     if metric not in METRIC_NAMES:
         raise BenchmarkSpecError(f"{path}: metric {metric!r} is not one of {list(METRIC_NAMES)}")
     common = override_args(raw.get("overrides"), f"{path}: overrides")
+    papers_spec = raw.get("papers") or {}
+    if not isinstance(papers_spec, dict):
+        raise BenchmarkSpecError(f"{path}: papers must map names to paper files, got {papers_spec!r}")
+    papers = {str(k): load_paper_file(v, f"{path}: papers.{k}") for k, v in papers_spec.items()}
     raw_entries = raw.get("entries")
     if not isinstance(raw_entries, list) or not raw_entries:
         raise BenchmarkSpecError(f"{path}: 'entries' must be a non-empty list of entries")
@@ -307,7 +396,7 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
             raise BenchmarkSpecError(f"{where}: 'name' must be letters, digits, '_', '-', '.'; got {base!r}")
         if base in expansions:
             raise BenchmarkSpecError(f"{where}: entry name {base!r} is used twice")
-        rows = _rows(e.get("rows"), where)
+        rows = _rows(e.get("rows"), where, papers)
         entry_seed_keys = e.get("seed_keys")
         if entry_seed_keys is not None and (not isinstance(entry_seed_keys, list) or
                                             not all(isinstance(k, str) for k in entry_seed_keys)):
@@ -327,7 +416,7 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
             made = []
             for src in expansions[source]:
                 suffix = src.name[len(src.base):]
-                made.append(Entry(base + suffix, base, src.configs, overrides, list(src.seeds), rows,
+                made.append(Entry(base + suffix, base, src.configs, overrides, list(src.seeds), _labelled(rows, src.values),
                                   _substitute(task, src.values) if task else src.task,
                                   _substitute(table, src.values) if "table" in e else src.table,
                                   source=src.name, values=src.values))
@@ -354,8 +443,8 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
             suffix = f"[{','.join(str(v) for v in combo)}]" if combo else ""
             made.append(Entry(base + suffix, base, list(configs),
                               common + override_args(values, where) + overrides, list(entry_seeds),
-                              rows, _substitute(task, named) if task else None, _substitute(table, named),
-                              values=named, seed_keys=entry_seed_keys))
+                              _labelled(rows, named), _substitute(task, named) if task else None,
+                              _substitute(table, named), values=named, seed_keys=entry_seed_keys))
         expansions[base] = made
         entries += made
     names = [e.name for e in entries]
@@ -363,4 +452,13 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
     if dup:
         raise BenchmarkSpecError(f"{path}: expanded entry names repeat: {dup}")
     tables = list(dict.fromkeys(e.table for e in entries))
-    return Benchmark(name, path, raw.get("title"), seeds, seed_keys, metric, entries, tables)
+    return Benchmark(name, path, raw.get("title"), seeds, seed_keys, metric, entries, tables,
+                     transpose=bool(raw.get("transpose", False)))
+
+
+def _labelled(rows: Optional[list[RowSpec]], values: dict[str, Any]) -> Optional[list[RowSpec]]:
+    """The rows of one ``for_each`` expansion with ``{key}`` placeholders in their labels filled in."""
+    if rows is None or not values:
+        return rows
+    return [RowSpec(r.scorer, _substitute(r.label, {k: str(v) for k, v in values.items()}), r.paper, r.source,
+                    r.paper_table) for r in rows]

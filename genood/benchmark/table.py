@@ -13,6 +13,7 @@ fill one row (``DTE-NP`` on wdbc, wine and digits).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,15 @@ import numpy as np
 
 from ..evaluation.report import read_results
 from .runner import FAILED, FINISHED, MISSING, cell_status, read_status
-from .spec import Benchmark, Cell
+from .spec import Benchmark, Cell, PaperTable, RowSpec, dataset_key
 
 HIGHER_IS_BETTER = {"auroc": True, "aupr_in": True, "aupr_out": True, "fpr95": False, "fpr80": False, "autc": False}
 METRIC_TITLES = {"auroc": "AUROC", "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out", "fpr95": "FPR@95TPR",
                  "fpr80": "FPR80", "autc": "AUTC"}
 MEAN_SETS = ("mean_near", "mean_far")
 OVERALL = ("", "mean")
+GROUP_SET = "__group__"    # a published group's mean over its class tasks (CIFAR10_0, CIFAR10_4, ... -> CIFAR10)
+PAIRED_SET = "mean_paired"  # mean over the datasets that have a published value (task "")
 
 
 @dataclass
@@ -74,10 +77,13 @@ def collect(cells: Sequence[Cell]) -> list[CellResult]:
 
 @dataclass
 class Column:
-    task: str
-    ood_set: str               # an OOD set, "mean_near", "mean_far", or "mean" (task "")
+    task: str                  # a task, a published group (GROUP_SET), or "" (overall means)
+    ood_set: str               # an OOD set, "mean_near", "mean_far", "mean" / PAIRED_SET (task ""), or GROUP_SET
     group: str                 # near / far / mean
     label: str = ""
+    members: list[str] = field(default_factory=list)  # a group column's class tasks
+    complete: bool = False     # a group column holding every class file of its published group
+    pairable: bool = False     # a dataset column that the mean over published datasets may pair
 
     @property
     def key(self) -> tuple[str, str]:
@@ -85,7 +91,7 @@ class Column:
 
     @property
     def is_mean(self) -> bool:
-        return self.ood_set in MEAN_SETS or self.key == OVERALL
+        return self.ood_set in MEAN_SETS or self.task == "" or self.ood_set == GROUP_SET
 
 
 @dataclass
@@ -98,6 +104,7 @@ class Value:
     status: str = FINISHED     # finished (maybe partial), failed, missing, or "" (no cell for this column)
     paper: Optional[float] = None
     best: bool = False
+    count: Optional[int] = None  # datasets averaged (the mean over datasets with a published value)
 
     @property
     def delta(self) -> Optional[float]:
@@ -128,21 +135,69 @@ class Table:
         return {k for r in self.rows for k, v in r.values.items() if v.paper is not None}
 
 
-def _paper_value(spec_paper: dict, metric: str, col: Column, sets_of_task: list[str]) -> Optional[float]:
-    values = spec_paper.get(metric) or {}
+def _paper_value(spec: RowSpec, metric: str, col: Column, sets_of_task: list[str]) -> Optional[float]:
+    """The published value a row spec gives a column: its explicit ``paper`` numbers first, else its
+    per-dataset table (``paper_ref``) for a single-set task's column."""
+    values = spec.paper.get(metric) or {}
     if col.key == OVERALL:
         candidates = ["mean"]
     elif col.is_mean:
         candidates = [f"{col.task}/{col.ood_set}", col.ood_set]
     else:
         candidates = [f"{col.task}/{col.ood_set}", col.ood_set] + ([col.task] if len(sets_of_task) == 1 else [])
-    return next((values[k] for k in candidates if k in values), None)
+    explicit = next((values[k] for k in candidates if k in values), None)
+    if explicit is not None or spec.paper_table is None or spec.paper_table.metric != metric:
+        return explicit
+    if col.ood_set == GROUP_SET:
+        return spec.paper_table.value(col.task) if col.complete else None
+    if not col.is_mean and len(sets_of_task) == 1:
+        return spec.paper_table.value(col.task)
+    return None
+
+
+def row_labels(results: Sequence[CellResult]) -> dict[tuple[str, str], str]:
+    """``(entry name, label) -> printed label`` for rows that different entries would feed on the same task
+    (a ``for_each`` over a hyper-parameter, or two entries with one label): each gets the values that tell
+    the entries apart (``DTE-C (lr=0.001)``), else its entry's name. Other labels stay as they are."""
+    by_name = {r.cell.entry.name: r.cell.entry for r in results}
+    feeds: dict[tuple[str, str], set[str]] = {}
+    for r in results:
+        if r.task is None:
+            continue
+        for label in _entry_labels(r):
+            feeds.setdefault((label, r.task), set()).add(r.cell.entry.name)
+    out: dict[tuple[str, str], str] = {}
+    for (label, _), names in feeds.items():
+        if len(names) < 2:
+            continue
+        entries = [by_name[n] for n in sorted(names)]
+        differing = {}
+        for k in entries[0].values:
+            short = k.rsplit(".", 1)[-1]
+            if short not in differing and len({json_key(e.values.get(k)) for e in entries}) > 1:
+                differing[short] = k
+        for e in entries:
+            suffix = ", ".join(f"{short}={e.values.get(k)}" for short, k in differing.items()) or e.name
+            out[(e.name, label)] = f"{label} ({suffix})"
+    return out
+
+
+def json_key(v) -> str:
+    return repr(v)
+
+
+def _entry_labels(r: CellResult) -> list[str]:
+    e = r.cell.entry
+    if e.rows is not None:
+        return [rs.label for rs in e.rows]
+    return list(dict.fromkeys(e.row_spec(x["scorer"]).label for x in r.rows)) or [e.base]
 
 
 def build_tables(bench: Benchmark, results: Sequence[CellResult], metric: str, decimals: int = 1) -> list[Table]:
     """The benchmark's tables for one metric (``metric`` as in ``results.json``, a fraction); the best of
     each column is judged on the values as printed (percent with ``decimals`` decimals)."""
     tables = []
+    relabel = row_labels(results)
     for tname in bench.tables:
         res = [r for r in results if r.cell.entry.table == tname]
         # columns: (task, set) in order of appearance, with their group
@@ -160,57 +215,111 @@ def build_tables(bench: Benchmark, results: Sequence[CellResult], metric: str, d
                 sets.setdefault(r.task, {})
         per_seed: dict[str, dict[tuple[str, str], dict[int, float]]] = {}
         row_meta: dict[str, Row] = {}
+        specs: dict[str, dict[int, RowSpec]] = {}
         expected: dict[str, Counter] = {}
         failures: dict[str, dict[Optional[str], str]] = {}
         for r in res:
             e = r.cell.entry
-            labels = [rs.label for rs in e.rows] if e.rows is not None else None
-            if labels is None:  # every scorer of the run
-                labels = list(dict.fromkeys(e.row_spec(x["scorer"]).label for x in r.rows)) or [e.base]
-            for label in labels:
+            for label in _entry_labels(r):
+                label = relabel.get((e.name, label), label)
                 row = row_meta.setdefault(label, Row(label, []))
                 if e.name not in row.entries:
                     row.entries.append(e.name)
                 expected.setdefault(label, Counter())[r.task] += 1
                 if r.status != FINISHED:
                     failures.setdefault(label, {})[r.task] = r.status
+            for rs in e.rows or []:
+                specs.setdefault(relabel.get((e.name, rs.label), rs.label), {})[id(rs)] = rs
             for x in r.rows:
                 spec = e.row_spec(x["scorer"])
                 if spec is None or x["ood_set"].startswith("mean_"):
                     continue
-                per_seed.setdefault(spec.label, {}).setdefault((r.task, x["ood_set"]), {})[r.cell.seed] = float(x[metric])
-        columns = _columns(sets, per_seed)
+                label = relabel.get((e.name, spec.label), spec.label)
+                per_seed.setdefault(label, {}).setdefault((r.task, x["ood_set"]), {})[r.cell.seed] = float(x[metric])
+        paper_tables = [rs.paper_table for d in specs.values() for rs in d.values() if rs.paper_table is not None]
+        columns = _columns(sets, per_seed, _group_sizes(paper_tables), paired=bool(paper_tables))
         rows = []
         for label, row in row_meta.items():
-            specs = list({id(rs): rs for r in res if r.cell.entry.name in row.entries and r.cell.entry.rows
-                          for rs in r.cell.entry.rows if rs.label == label}.values())
-            row.sources = list(dict.fromkeys(rs.source for rs in specs if rs.source))
+            row_specs = list(specs.get(label, {}).values())
+            row.sources = list(dict.fromkeys(rs.source for rs in row_specs if rs.source))
             vals = per_seed.get(label, {})
             for col in columns:
+                if col.ood_set == PAIRED_SET:
+                    continue
                 value = _value(col, vals, sets, expected.get(label, Counter()), failures.get(label, {}))
-                value.paper = next((p for rs in specs if (p := _paper_value(rs.paper, metric, col,
-                                                                            list(sets.get(col.task, {}))))
+                value.paper = next((p for rs in row_specs if (p := _paper_value(rs, metric, col,
+                                                                                list(sets.get(col.task, {}))))
                                     is not None), None)
                 row.values[col.key] = value
+            for col in columns:
+                if col.ood_set == PAIRED_SET:
+                    row.values[col.key] = _paired_value(row, columns)
             rows.append(row)
         _mark_best(rows, columns, metric, decimals)
         tables.append(Table(tname, metric, columns, rows, list(bench.seeds)))
     return tables
 
 
-def _columns(sets: dict[str, dict[str, str]], per_seed: dict) -> list[Column]:
+def _group_sizes(paper_tables: Sequence[PaperTable]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in paper_tables:
+        out.update(t.groups)
+    return out
+
+
+def _group_of(task: str, groups: dict[str, int]) -> Optional[str]:
+    """The published group a per-class task belongs to (``CIFAR10_4`` -> ``CIFAR10``), if any."""
+    m = re.fullmatch(r"(.+)_([^_]+)", task)
+    return m.group(1) if m and dataset_key(m.group(1)) in groups and dataset_key(task) not in groups else None
+
+
+def _paired_value(row: Row, columns: list[Column]) -> Value:
+    """Mean over the datasets (task or group columns) where the row has both our value and a published one:
+    ours per seed over those datasets (seeds they all have), the published mean beside it, and how many."""
+    paired = [c for c in columns if c.pairable and row.values[c.key].mean is not None
+              and row.values[c.key].paper is not None]
+    if not paired:
+        return Value(None, None, [], {}, 0, "", count=0)
+    seeds = sorted(set.intersection(*[set(row.values[c.key].per_seed) for c in paired]))
+    per_seed = {sd: float(np.mean([row.values[c.key].per_seed[sd] for c in paired])) for sd in seeds}
+    v = np.array(list(per_seed.values())) if per_seed else np.array([np.nan])
+    return Value(float(v.mean()) if per_seed else None, float(v.std()) if per_seed else None, seeds, per_seed,
+                 max(row.values[c.key].expected for c in paired), FINISHED if per_seed else MISSING,
+                 paper=float(np.mean([row.values[c.key].paper for c in paired])), count=len(paired))
+
+
+def _columns(sets: dict[str, dict[str, str]], per_seed: dict, groups: Optional[dict[str, int]] = None,
+             paired: bool = False) -> list[Column]:
+    """Every (task, OOD set) column with the tasks' near/far means; with published groups (``groups``:
+    normalised name -> class files), a group column after the last of its class tasks; for tables of several
+    tasks the overall mean, and with a published per-dataset table the mean over the paired datasets."""
+    groups = groups or {}
     multi_task = len(sets) > 1
     cols: list[Column] = []
-    for task, members in sets.items():
-        one = len(members) == 1
-        for s, group in members.items():
+    members: dict[str, list[str]] = {}
+    for task in sets:
+        g = _group_of(task, groups) if len(sets[task]) == 1 else None
+        if g is not None:
+            members.setdefault(g, []).append(task)
+    last_member = {ts[-1]: g for g, ts in members.items()}
+    for task, sets_of_task in sets.items():
+        one = len(sets_of_task) == 1
+        in_group = any(task in ts for ts in members.values())
+        for s, group in sets_of_task.items():
             label = task if (multi_task and one) else (f"{task}: {s}" if multi_task else s)
-            cols.append(Column(task, s, group, label))
+            cols.append(Column(task, s, group, label, pairable=one and not in_group))
         for g in ("near", "far"):
-            if sum(1 for gr in members.values() if gr == g) >= 2:
+            if sum(1 for gr in sets_of_task.values() if gr == g) >= 2:
                 cols.append(Column(task, f"mean_{g}", "mean", f"{task}: {g} mean" if multi_task else f"{g} mean"))
+        if task in last_member:
+            g = last_member[task]
+            n, k = groups[dataset_key(g)], len(members[g])
+            cols.append(Column(g, GROUP_SET, "mean", f"{g} (mean of {k}/{n} class files)", members=members[g],
+                               complete=k == n, pairable=True))
     if multi_task:
         cols.append(Column("", "mean", "mean", "mean"))
+        if paired:
+            cols.append(Column("", PAIRED_SET, "mean", "mean over datasets with a published value"))
     return cols
 
 
@@ -224,6 +333,12 @@ def _value(col: Column, vals: dict, sets: dict, expected: Counter, failures: dic
         per_seed = {sd: float(np.mean([np.mean([vals[(t, s)][sd] for s in sets[t]]) for t in tasks])) for sd in seeds}
         exp = max(expected.values(), default=0)
         relevant = list(failures.values())
+    elif col.ood_set == GROUP_SET:
+        members = [(t, next(iter(sets[t]))) for t in col.members]
+        seeds = sorted(set.intersection(*[set(vals.get(k, {})) for k in members])) if members else []
+        per_seed = {sd: float(np.mean([vals[k][sd] for k in members])) for sd in seeds}
+        exp = max((expected.get(t, 0) for t in col.members), default=0)
+        relevant = [failures[t] for t in col.members if t in failures]
     else:
         if col.is_mean:
             group = col.ood_set.split("_", 1)[1]
