@@ -22,8 +22,9 @@ black              far    all-zero images: the simplest input there is
 Low-complexity inputs are where plain likelihood fails (Nalisnick et al. 2019a): a density model trained on
 digits gives ``black`` and ``half_masked`` a higher likelihood than its own test digits, because most of
 their pixels are the background it predicts best (the HVAE's LLR^{>k} test relies on this set).
-Every synthetic set (:mod:`genood.data.synthetic`) is generated from a seed, so it is the same on every run
-and every DDP rank.
+Every generated set (:mod:`genood.data.synthetic`, ``natural_patches``) and every evaluation binarization is
+seeded by ``(seed, set name)`` only (:func:`~genood.data.synthetic.set_seed`), so a set is the same on every
+run and every DDP rank, whichever other sets are requested and in whatever order.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import EvalSet, IndexedDataset, OODDataModule
-from .synthetic import synthetic_images
+from .synthetic import set_salt, set_seed, synthetic_images
 
 DIGITS_OOD_SETS = {
     "heldout": "near",
@@ -113,6 +114,8 @@ class DigitsDataModule(OODDataModule):
             unknown = [s for s in ood_sets if s not in DIGITS_OOD_SETS]
             if unknown:
                 raise ValueError(f"unknown digits OOD set(s) {unknown}; valid: {sorted(DIGITS_OOD_SETS)}")
+            if len(set(ood_sets)) != len(ood_sets):
+                raise ValueError(f"ood_sets names a set twice: {list(ood_sets)}")
             if "heldout" in ood_sets and not self.held_out_classes:
                 raise ValueError("OOD set 'heldout' needs held_out_classes (e.g. --data.init_args.held_out_classes=[8,9])")
         if binarize not in ("none", "dynamic", "static"):
@@ -153,9 +156,10 @@ class DigitsDataModule(OODDataModule):
         names = self.ood_set_names
         if names is None:
             names = [n for n in DIGITS_OOD_SETS if n != "heldout" or self.held_out_classes]
-        for salt, name in enumerate(names, start=10):
-            ox, oy = self._ood_images(name, x[~is_id], y[~is_id], x_test, y_test, n_ood, self.seed * 1000 + salt)
-            self.eval_sets.append(EvalSet(name, self._wrap(ox, oy, train=False, salt=salt), DIGITS_OOD_SETS[name]))
+        for name in names:  # each set seeded by its name alone, not by its place in the list
+            ox, oy = self._ood_images(name, x[~is_id], y[~is_id], x_test, y_test, n_ood, set_seed(self.seed, name))
+            self.eval_sets.append(EvalSet(name, self._wrap(ox, oy, train=False, salt=set_salt(name)),
+                                          DIGITS_OOD_SETS[name]))
 
     def _ood_images(self, name, x_out, y_out, x_test, y_test, n, seed):
         none = lambda k: torch.full((k,), -1, dtype=torch.long)  # noqa: E731 - labels of unlabeled sets

@@ -10,16 +10,31 @@ blank              all-dark images with faint N(0, 0.05^2) speckle clipped at 0
 black              all-zero images: the simplest input there is
 =================  ==========================================================================
 
-The same ``(name, n, shape, seed)`` gives the same images on every run and every DDP rank.
+The same ``(name, n, shape, seed)`` gives the same images on every run and every DDP rank. Datamodules seed
+each set with :func:`set_seed`, so a set's content depends only on the run's seed and the set's name, never on
+which other sets are requested or in what order.
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Sequence
 
 import torch
 
 SYNTHETIC_SETS = ("uniform_noise", "gaussian_noise", "constant", "blank", "black")
+
+
+def set_salt(name: str) -> int:
+    """A stable 32-bit number for an evaluation set's name: its CRC-32 (the same in every process, unlike
+    Python's per-process salted ``hash``)."""
+    return zlib.crc32(name.encode())
+
+
+def set_seed(seed: int, name: str) -> int:
+    """The seed of set ``name`` in a run seeded ``seed``: a function of ``(seed, name)`` only, so requesting a
+    subset of the sets, or reordering them, leaves each set's samples unchanged."""
+    return seed * 1_000_003 + set_salt(name)
 
 
 def synthetic_images(name: str, n: int, shape: Sequence[int], seed: int) -> torch.Tensor:

@@ -17,13 +17,12 @@ checksum option and the near/far table.
 
 from __future__ import annotations
 
-import zlib
 from typing import Optional, Sequence
 
 import torch
 
 from .base import BINARIZE_MODES, ID_GROUP, OOD_GROUPS, EvalSet, IndexedDataset, OODDataModule
-from .synthetic import SYNTHETIC_SETS, synthetic_images
+from .synthetic import SYNTHETIC_SETS, set_salt, set_seed, synthetic_images
 from .vision_sets import (DEFAULT_OOD, VISION_SETS, ImageConverter, canonical_name, load_split, ood_group,
                           open_split)
 
@@ -64,7 +63,10 @@ class VisionDataModule(OODDataModule):
         channels: 1 or 3 (None = the ID set's native channels); grey <-> colour conversion as needed.
         binarize: "none"; "dynamic" (fresh Bernoulli draws for training, seeded static draws for val, fit
             and eval sets); "static" (seeded draws everywhere). Needs 1-channel inputs.
-        equal_size: cap every eval set to the smallest one's size (seeded random subsets).
+        equal_size: cap every eval set to the smallest one's size (seeded random subsets). Each set's subset
+            and its synthetic images are seeded by (seed, set name) only, so listing fewer sets or another order
+            keeps every set as it was, as long as the cap stays the same (the smallest listed set, or
+            ``max_per_set`` when that is smaller).
         max_per_set: further cap on each eval set's size.
         max_train: seeded cap on the ID train split (before the validation hold-out), for quick runs.
         val_fraction: share of the ID train split held out as ``val_set`` (seeded; 0 = none).
@@ -173,17 +175,16 @@ class VisionDataModule(OODDataModule):
             cap = self.max_per_set if cap is None else min(cap, self.max_per_set)
         n_synthetic = cap if cap is not None else len(raw[0][3])
         for name in (n for n in self.ood_datasets if n in SYNTHETIC_SETS):
-            images = synthetic_images(name, n_synthetic, self.input_shape, self.seed * 1_000_003 + zlib.crc32(name.encode()))
+            images = synthetic_images(name, n_synthetic, self.input_shape, set_seed(self.seed, name))
             raw.append((name, self.groups[name], (images * 255).round().to(torch.uint8),
                         torch.full((n_synthetic,), -1, dtype=torch.long)))
         raw = [raw[0]] + sorted(raw[1:], key=lambda r: self.ood_datasets.index(r[0]))  # the configured order
         self.eval_sets = []
         for name, group, ex, ey in raw:
-            salt = zlib.crc32(name.encode())  # per set, whatever else is listed
-            keep = seeded_subset(len(ey), cap, self.seed * 1_000_003 + salt)
+            keep = seeded_subset(len(ey), cap, set_seed(self.seed, name))  # per set, whatever else is listed
             if keep is not None:
                 ex, ey = ex[keep], ey[keep]
-            self.eval_sets.append(EvalSet(name, self._wrap(ex, ey, train=False, salt=salt), group))
+            self.eval_sets.append(EvalSet(name, self._wrap(ex, ey, train=False, salt=set_salt(name)), group))
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -67,9 +67,38 @@ def test_image_size_and_natural_patches():
 @pytest.mark.parametrize("kwargs, match", [
     ({"ood_sets": ["nope"]}, "unknown digits OOD set.*valid"),
     ({"ood_sets": ["heldout"]}, "needs held_out_classes"),
+    ({"ood_sets": ["blank", "black", "blank"]}, "names a set twice"),
     ({"held_out_classes": [10]}, "held_out_classes"),
     ({"binarize": "yes"}, "binarize"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DigitsDataModule(**kwargs)
+
+
+def _set_tensors(dm: DigitsDataModule) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``name -> (x, y, index)`` of every eval set, read item by item as the loaders do."""
+    out = {}
+    for s in dm.test_sets():
+        items = [s.dataset[i] for i in range(len(s.dataset))]
+        out[s.name] = (torch.stack([it["x"] for it in items]), torch.tensor([it["y"] for it in items]),
+                       torch.tensor([it["index"] for it in items]))
+    return out
+
+
+@pytest.mark.parametrize("binarize", ["none", "dynamic"])
+def test_a_set_depends_only_on_seed_and_name_not_on_the_requested_list(binarize):
+    """Requesting a subset of the OOD sets, in another order, gives each set the same samples, labels, indices
+    and (static, evaluation) binarization draws as the full list (issue 17, bug 1)."""
+    full = _set_tensors(DigitsDataModule(held_out_classes=[8, 9], binarize=binarize, seed=2))
+    names = list(DIGITS_OOD_SETS)
+    assert list(full) == ["digits", *names]
+    for subset in (names[::-1][:6], ["blank", "constant"], ["constant"], ["natural_patches", "gaussian_noise"]):
+        part = _set_tensors(DigitsDataModule(held_out_classes=[8, 9], ood_sets=subset, binarize=binarize, seed=2))
+        assert list(part) == ["digits", *subset]
+        for name, (x, y, index) in part.items():
+            fx, fy, findex = full[name]
+            assert torch.equal(x, fx) and torch.equal(y, fy) and torch.equal(index, findex), (subset, name)
+    # the seed still matters: another seed draws other noise
+    other = _set_tensors(DigitsDataModule(held_out_classes=[8, 9], ood_sets=["blank"], binarize=binarize, seed=3))
+    assert not torch.equal(other["blank"][0], full["blank"][0])

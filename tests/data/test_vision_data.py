@@ -333,3 +333,20 @@ def test_synthetic_ood_sets_at_the_id_shape(tmp_path):
     assert torch.equal(_all(again.test_sets()[1].dataset)[0], noise_x)  # seeded: the same images every time
     colour = dm(tmp_path, id_dataset="fashionmnist", ood_datasets=["gaussian_noise"], channels=3, image_size=32)
     assert _all(colour.test_sets()[1].dataset)[0].shape == (8, 3, 32, 32)
+
+
+def test_a_set_depends_only_on_seed_and_name_not_on_the_requested_list(tmp_path):
+    """A subset of the OOD sets in another order gives each set (real or synthetic) the same capped subset,
+    pixels, binarization draws and indices as the full list, while the cap is unchanged (issue 17, bug 1)."""
+    write_mnist_family(tmp_path, "FashionMNIST", 20, 8)
+    write_mnist_family(tmp_path, "MNIST", 12, 10, seed=5)
+    write_mnist_family(tmp_path, "KMNIST", 12, 12, seed=9)
+    kw = dict(id_dataset="fashionmnist", binarize="dynamic", seed=4)
+    full = {s.name: _all(s.dataset) for s in dm(tmp_path, ood_datasets=["mnist", "kmnist", "uniform_noise",
+                                                                          "blank", "constant"], **kw).test_sets()}
+    part = {s.name: _all(s.dataset) for s in dm(tmp_path, ood_datasets=["constant", "kmnist", "uniform_noise"],
+                                                 **kw).test_sets()}
+    assert list(part) == ["fashionmnist", "constant", "kmnist", "uniform_noise"]
+    for name, (x, y, index) in part.items():
+        assert len(x) == 8 and torch.equal(x, full[name][0]) and torch.equal(y, full[name][1]), name
+        assert index == full[name][2] == list(range(8)), name
