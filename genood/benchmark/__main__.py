@@ -33,6 +33,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="output folder (default: benchmarks/<name>)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="set a parameter the file declares under params (repeatable)")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only the cells whose run folder name <entry>-<value> matches this shell pattern, e.g. "
+                        "'dte_np_semi*' or 'dte_semi-45_wine' (repeatable; the cells they re-score run too); the "
+                        "table still lists every cell, the others as not run")
     p.add_argument("--no-run", action="store_true", help="run nothing; tabulate the cells that exist")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their commands, run nothing")
     p.add_argument("--wandb", action="store_true",
@@ -89,7 +93,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
         for c in cells:
             print(f"{c.name} [{c.key}] -> {c.run_dir}\n  " + " ".join(c.argv(bench.seed_keys)))
         return {"cells": cells}
-    outcomes = [] if a.no_run else run_benchmark(bench, cells, jobs=a.jobs, threads=a.threads,
+    selected = select_cells(cells, a.only)
+    if a.only and not selected:
+        raise SystemExit(f"genood.benchmark: --only {a.only} matches no cell; cell names look like "
+                         f"{cells[0].entry.slug!r} (see --dry-run)")
+    outcomes = [] if a.no_run else run_benchmark(bench, selected, jobs=a.jobs, threads=a.threads,
                                                  gpus=a.gpus.split(",") if a.gpus else None)
     metric = a.metric or bench.metric
     results = collect(cells)
@@ -106,6 +114,20 @@ def main(argv: Optional[list[str]] = None) -> dict:
         print(f"{failed} cell(s) failed; their last error lines are in {paths['md']} (logs beside their run folders)",
               file=sys.stderr)
     return {"cells": cells, "outcomes": outcomes, "results": results, "tables": tables, "paths": paths}
+
+
+def select_cells(cells: list, patterns: list[str]) -> list:
+    """The cells whose run folder name (``Entry.slug``, e.g. ``dte_semi-45_wine``) matches one of ``patterns``
+    (all cells when there is none), plus the cells they re-score, in the benchmark's order."""
+    from fnmatch import fnmatchcase
+
+    if not patterns:
+        return list(cells)
+    chosen = {id(c) for c in cells if any(fnmatchcase(c.entry.slug, p) for p in patterns)}
+    for c in cells[::-1]:  # sources come before the cells that re-score them
+        if id(c) in chosen and c.source is not None:
+            chosen.add(id(c.source))
+    return [c for c in cells if id(c) in chosen]
 
 
 if __name__ == "__main__":

@@ -351,7 +351,10 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
     path = Path(path)
     if not path.is_file():
         raise BenchmarkSpecError(f"benchmark file {str(path)!r} does not exist (shipped ones: experiments/benchmarks/*.yaml)")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise BenchmarkSpecError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(raw, dict):
         raise BenchmarkSpecError(f"{path}: a benchmark file is a mapping with 'seeds' and 'entries'")
     unknown = set(raw) - TOP_KEYS

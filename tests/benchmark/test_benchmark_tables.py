@@ -125,3 +125,18 @@ def test_shipped_paper_file_matches_the_published_means():
         j = t["methods"].index(method)
         assert len(t["rows"]) == 57
         assert np.mean([v[j][0] for v in t["rows"].values()]) == pytest.approx(mean, abs=0.005)
+
+
+def test_only_selects_cells_by_run_folder_name_with_their_sources(tmp_path, monkeypatch):
+    from genood.benchmark.__main__ import select_cells
+
+    monkeypatch.chdir(REPO)
+    b = _bench(tmp_path, [
+        {"name": "ddpm", "config": "configs/dte/ddpm_wdbc.yaml", "for_each": {"data.init_args.dataset": ["wdbc", "wine"]}},
+        {"name": "ddpm_mean", "from": "ddpm"},
+        {"name": "peers", "config": "configs/dte/wdbc.yaml", "for_each": {"data.init_args.dataset": ["wdbc", "wine"]}}])
+    cells = b.cells(tmp_path / "out")
+    picked = select_cells(cells, ["ddpm_mean-wine"])
+    assert [(c.entry.name, c.seed) for c in picked] == [("ddpm[wine]", 0), ("ddpm[wine]", 1),
+                                                        ("ddpm_mean[wine]", 0), ("ddpm_mean[wine]", 1)]
+    assert len(select_cells(cells, ["peers*", "ddpm-wdbc"])) == 6 and select_cells(cells, []) == cells
