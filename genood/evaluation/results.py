@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..scoring.base import LABELS_KEY, Scorer, check_scores
+from ..scoring.knn import shared_knn
 from .metrics import METRIC_NAMES, bootstrap_ci, ood_metrics
 
 
@@ -30,7 +31,13 @@ class SetOutputs:
 
 def score_sets(scorers: Sequence[Scorer], fit: Optional[SetOutputs], sets: Sequence[SetOutputs]) -> dict[str, dict[str, np.ndarray]]:
     """``{scorer: {set: scores [N] as float64 numpy}}``; fitted scorers are fitted on ``fit`` first (its
-    outputs plus the class labels under ``LABELS_KEY``; scoring never sees labels)."""
+    outputs plus the class labels under ``LABELS_KEY``; scoring never sees labels). Scorers share their
+    k-nearest-neighbour searches (:func:`genood.scoring.knn.shared_knn`)."""
+    with shared_knn():
+        return _fit_and_score(scorers, fit, sets)
+
+
+def _fit_and_score(scorers: Sequence[Scorer], fit: Optional[SetOutputs], sets: Sequence[SetOutputs]) -> dict[str, dict[str, np.ndarray]]:
     for s in scorers:
         if s.needs_fit:
             if fit is None:

@@ -14,6 +14,7 @@ neighbour per query for leave-one-out statistics on the bank itself.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Optional
 
 import torch
@@ -36,14 +37,46 @@ def get_features(outputs: Outputs, key: str, scorer: str) -> torch.Tensor:
     return f.flatten(1).float()
 
 
+_shared: Optional[dict] = None  # the distances computed inside a shared_knn() block
+
+
+@contextmanager
+def shared_knn():
+    """Within this block, :func:`knn_sq_distances` computes each (queries, bank, k, exclude_self) once: scorers
+    that read the same features against the same bank (DTE-NP on two grids and the kNN distance, all with
+    K = 5) share one pass. The evaluator scores every set inside one block; the block holds the tensors it
+    keyed on (so no other tensor can take their memory and their key) and drops everything on exit."""
+    global _shared
+    outer, _shared = _shared, {} if _shared is None else _shared
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
 def knn_sq_distances(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude_self: bool = False,
                      chunk_size: Optional[int] = None) -> torch.Tensor:
     """The ``k`` smallest squared Euclidean distances from each query to the bank, ascending, ``[N, k]``.
 
     Runs on ``queries.device`` (the bank is moved there). ``exclude_self`` drops each query's nearest
     neighbour (use it only when the queries *are* the bank: leave-one-out). ``chunk_size`` rows per
-    ``torch.cdist`` call (default: as many as keep ``chunk x N_bank <= 2^24``).
+    ``torch.cdist`` call (default: as many as keep ``chunk x N_bank <= 2^24``). Inside :func:`shared_knn`
+    a repeated call returns the first call's result.
     """
+    if _shared is None:
+        return _knn_sq_distances(queries, bank, k, exclude_self, chunk_size)
+    key = (_tensor_key(queries), _tensor_key(bank), k, exclude_self)
+    if key not in _shared:
+        _shared[key] = (queries, bank, _knn_sq_distances(queries, bank, k, exclude_self, chunk_size))
+    return _shared[key][2].clone()
+
+
+def _tensor_key(t: torch.Tensor) -> tuple:
+    return (t.device, t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, t._version)
+
+
+def _knn_sq_distances(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude_self: bool,
+                      chunk_size: Optional[int]) -> torch.Tensor:
     if queries.ndim != 2 or bank.ndim != 2 or queries.shape[1] != bank.shape[1]:
         raise ValueError(f"knn: need queries [N, D] and bank [M, D] with the same D, got {tuple(queries.shape)} "
                          f"and {tuple(bank.shape)}")

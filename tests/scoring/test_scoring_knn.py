@@ -48,3 +48,25 @@ def test_knn_scorer_errors():
         s.fit({"log_prob": torch.zeros(3)})
     with pytest.raises(ValueError, match="reduction"):
         KNNScorer(reduction="median")
+
+
+def test_shared_knn_computes_each_search_once_and_gives_the_same_values(monkeypatch):
+    """Inside shared_knn() a repeated (queries, bank, k) search reuses the first result (DTE-NP on two grids and
+    the kNN distance read the same features); other queries, k or exclude_self still compute afresh."""
+    import genood.scoring.knn as knn
+
+    g = torch.Generator().manual_seed(0)
+    bank, q, q2 = torch.randn(50, 4, generator=g), torch.randn(20, 4, generator=g), torch.randn(20, 4, generator=g)
+    plain = knn.knn_sq_distances(q, bank, 5)
+    calls = []
+    real = knn._knn_sq_distances
+    monkeypatch.setattr(knn, "_knn_sq_distances", lambda *a: calls.append(1) or real(*a))
+    with knn.shared_knn():
+        a, b = knn.knn_sq_distances(q, bank, 5), knn.knn_sq_distances(q, bank, 5)
+        a.add_(1.0)  # a caller's in-place change does not reach the shared result
+        c = knn.knn_sq_distances(q, bank, 5)
+        knn.knn_sq_distances(q2, bank, 5), knn.knn_sq_distances(q, bank, 3), knn.knn_sq_distances(bank, bank, 5, True)
+    assert len(calls) == 4
+    torch.testing.assert_close(b, plain) and torch.testing.assert_close(c, plain)
+    knn.knn_sq_distances(q, bank, 5)
+    assert len(calls) == 5  # outside the block nothing is kept
