@@ -246,3 +246,16 @@ def test_released_ecod_and_copod_score_nan_then_zero_on_a_constant_feature_as_th
     ours = ecod.score({"features": torch.from_numpy(test)}).numpy()
     np.testing.assert_allclose(ours, _ecod_pyod_1_0(train, test), rtol=1e-10)
     np.testing.assert_allclose(ours, ECOD().fit(train).decision_function(test), rtol=1e-12)
+
+
+@pytest.mark.gpu
+def test_pyod_scorers_take_cuda_features_and_return_cuda_scores():
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.randn(200, 4, generator=g), torch.randn(30, 4, generator=g) * 2
+    scores = {}
+    for device in ("cpu", "cuda"):
+        s = PyODScorer("ecod", "pyod.models.ecod.ECOD", transductive=True, seed=0)
+        s.fit({"features": train.to(device)})
+        scores[device] = s.score({"features": test.to(device)})
+    assert scores["cuda"].device.type == "cuda"
+    torch.testing.assert_close(scores["cuda"].cpu(), scores["cpu"])

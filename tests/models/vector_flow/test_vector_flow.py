@@ -155,3 +155,15 @@ def test_planar_flow_trains_through_the_cli(tmp_path):
     auroc = {r["scorer"]: r["auroc"] for r in rows if r["ood_set"] == "anomalies"}
     assert set(auroc) == {"nll", "typicality", "planar_released"}
     assert auroc["nll"] > 0.8
+
+
+@pytest.mark.gpu
+def test_vector_flow_scores_on_cuda_as_on_the_cpu():
+    torch.manual_seed(0)
+    net = VectorMAF(6, num_layers=2, hidden_features=16)
+    x = torch.randn(300, 6)
+    _fit(net, x, steps=20)
+    gpu = copy.deepcopy(net).cuda()
+    gpu.set_batch_norm_stats(x.cuda())
+    with torch.no_grad():
+        torch.testing.assert_close(gpu.log_prob(x.cuda()).cpu(), net.log_prob(x), rtol=1e-4, atol=1e-4)
