@@ -29,13 +29,17 @@ EMBEDDED = {
     "configs/msma/digits.yaml": {"msma_gmm", "msma_flow", "msma_knn", *(f"msma_norm_l{i}" for i in range(1, 11))},
     "configs/msma/wdbc.yaml": {"msma_gmm", "msma_flow", "msma_knn", *(f"msma_norm_l{i}" for i in range(1, 11))},
     "configs/lmd/digits.yaml": {"lmd_mse", "lmd_ssim"},
+    "configs/vector_flow/wdbc.yaml": {"nll", "typicality"},
 }
 # configs whose one-epoch smoke run needs more (FlowCon: >= 1 classifier epoch and >= 1 flow epoch) or less
 # (LMD: 2 attempts x 2 steps instead of 10 x 20)
 EXTRA = {"configs/flowcon/digits.yaml": ["--model.init_args.classifier_epochs=1", "--trainer.max_epochs=2"],
          "configs/lmd/digits.yaml": ["--model.init_args.attempts=2", "--model.init_args.steps=2"]}
 # overlays run on top of a base config: {overlay: (base config, scorers)}
-OVERLAYS = {"configs/peers/overlay.yaml": ("configs/dte/wine.yaml", {"knn", "iforest", "ecod"})}
+OVERLAYS = {"configs/peers/overlay.yaml": ("configs/dte/wine.yaml", {"knn", "iforest", "ecod_inductive"}),
+            "configs/peers/pyod.yaml": ("configs/dte/wine.yaml", {"cblof", "copod", "ecod", "feature_bagging", "hbos",
+                                                                  "iforest_pyod", "knn", "loda", "lof", "mcd", "ocsvm",
+                                                                  "pca"})}
 NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml", "configs/dte/adbench.yaml",
                    "configs/dte/ddpm_adbench.yaml", "configs/flowcon/cifar10_resnet18.yaml",
                    "configs/flowcon/cifar10_wrn40_2.yaml", "configs/flowcon/cifar100_resnet18.yaml",
@@ -43,7 +47,9 @@ NEEDS_DOWNLOADS = ["configs/hvae/fashionmnist.yaml", "configs/hvae/cifar10.yaml"
                    "configs/dte/digits_features.yaml", "configs/flow/fashionmnist.yaml",
                    "configs/flow/fashionmnist_background.yaml", "configs/flow/cifar10.yaml",
                    "configs/flow/cifar10_background.yaml", "configs/flow/cifar10_realnvp.yaml",
-                   "configs/msma/cifar10.yaml", "configs/lmd/cifar10.yaml", "configs/lmd/fashionmnist.yaml"]
+                   "configs/msma/cifar10.yaml", "configs/lmd/cifar10.yaml", "configs/lmd/fashionmnist.yaml",
+                   "configs/msma/adbench.yaml", "configs/vector_flow/adbench.yaml",
+                   "configs/vector_flow/planar_adbench.yaml"]
 
 
 def test_every_config_is_covered():

@@ -31,8 +31,9 @@ class SetOutputs:
 
 def score_sets(scorers: Sequence[Scorer], fit: Optional[SetOutputs], sets: Sequence[SetOutputs]) -> dict[str, dict[str, np.ndarray]]:
     """``{scorer: {set: scores [N] as float64 numpy}}``; fitted scorers are fitted on ``fit`` first (its
-    outputs plus the class labels under ``LABELS_KEY``; scoring never sees labels). Scorers share their
-    k-nearest-neighbour searches (:func:`genood.scoring.knn.shared_knn`)."""
+    outputs plus the class labels under ``LABELS_KEY``; scoring never sees labels). Each set is scored on
+    its own, except by a ``transductive`` scorer: one call on all sets concatenated in order, split back.
+    Scorers share their k-nearest-neighbour searches (:func:`genood.scoring.knn.shared_knn`)."""
     with shared_knn():
         return _fit_and_score(scorers, fit, sets)
 
@@ -49,6 +50,16 @@ def _fit_and_score(scorers: Sequence[Scorer], fit: Optional[SetOutputs], sets: S
     scores: dict[str, dict[str, np.ndarray]] = {}
     for s in scorers:
         scores[s.name] = {}
+        if getattr(s, "transductive", False):
+            # one call on every evaluation set together (ID test first, then the OOD sets), split back per set
+            # (genood.scoring.base, "Transductive scorers"); only the keys the scorer requires are concatenated
+            # (a missing key is left out, and the scorer's own check names it)
+            sizes = [len(es.index) for es in sets]
+            joint = {k: torch.cat([es.outputs[k] for es in sets]) for k in s.requires if k in sets[0].outputs}
+            out = check_scores(s.name, s.score(joint).reshape(-1), sum(sizes), "all evaluation sets together")
+            for es, part in zip(sets, out.detach().double().cpu().split(sizes)):
+                scores[s.name][es.name] = part.numpy()
+            continue
         for es in sets:
             out = check_scores(s.name, s.score(es.outputs).reshape(-1), len(es.index), es.name)
             scores[s.name][es.name] = out.detach().double().cpu().numpy()

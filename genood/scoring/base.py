@@ -15,6 +15,18 @@ of rows: the evaluator calls it on gathered outputs.
 
 ``batch_outputs`` lets a scorer compute extra per-sample quantities from the raw batch while the model
 pass runs (e.g. a compressor's code length for input complexity); they are merged into the outputs.
+
+**Transductive scorers.** Every scorer above scores each sample from the fitted ID statistics alone, so its
+scores never depend on which other samples are scored with it, and the evaluator scores the ID test set and
+each OOD set separately. A few published detectors are transductive instead: PyOD's ``ECOD`` and ``COPOD``
+build their empirical CDFs over the training data *and the whole scored batch*, and the papers that report
+them (ADBench, DTE) call ``decision_function(X_test)`` once on the whole test set. A scorer with
+``transductive = True`` is therefore called **once** by the evaluator on the concatenation of every
+evaluation set's outputs (ID test set first, then each OOD set, in the evaluator's order), and its ``[N]``
+scores are split back per set. With a tabular task (one ID test set, one OOD set ``anomalies``) that is
+exactly the papers' ``decision_function(X_test)``. The concatenation holds only the keys the scorer
+``requires`` (per-sample tensors), so a transductive scorer must read nothing else. Its numbers depend on
+the evaluation sets chosen (adding an OOD set changes the ID scores); name it so that tables say so.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ class Scorer:
     name: str = "scorer"
     requires: tuple[str, ...] = ()
     needs_fit: bool = False
+    transductive: bool = False  # scored once on all evaluation sets together (module docstring)
 
     def applies_to(self, available: set[str]) -> bool:
         """Whether the keys a model provides cover what this scorer needs."""

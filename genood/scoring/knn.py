@@ -72,7 +72,8 @@ def knn_sq_distances(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude_
 
 
 def _tensor_key(t: torch.Tensor) -> tuple:
-    return (t.device, t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, t._version)
+    version = None if t.is_inference() else t._version  # inference tensors keep no version counter
+    return (t.device, t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, version)
 
 
 def _knn_sq_distances(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude_self: bool,

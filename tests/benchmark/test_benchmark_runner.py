@@ -25,7 +25,7 @@ GOOD = [
      "rows": {"nll": "PPCA NLL",
               "typicality": {"label": "PPCA typicality", "paper": {"auroc": {"black": 0.5}}, "source": "a test"}}},
     {"name": "peers", "config": [str(REPO / "configs/baseline/digits.yaml"), str(REPO / "configs/peers/overlay.yaml")],
-     "rows": {"knn": "kNN", "ecod": "ECOD"}},
+     "rows": {"knn": "kNN", "ecod_inductive": "ECOD"}},
 ]
 BAD = {"name": "bad", "config": str(REPO / "configs/baseline/digits.yaml"), "seeds": [0],
        "overrides": {"model.init_args.latent_dim": 0}}
@@ -100,7 +100,7 @@ def test_table_equals_mean_and_std_of_the_cells_results(bench):
 
     checked = 0
     for entry, scorer, label in [("ppca", "nll", "PPCA NLL"), ("ppca", "typicality", "PPCA typicality"),
-                                 ("peers", "knn", "kNN"), ("peers", "ecod", "ECOD")]:
+                                 ("peers", "knn", "kNN"), ("peers", "ecod_inductive", "ECOD")]:
         for s in SETS:
             got = rows[label][header.index(s)].strip("*")
             assert got == fmt(per_seed(entry, scorer, [s])), (label, s, got)

@@ -4,11 +4,12 @@
   point, PyOD's ``KNN(method="largest")`` and the kNN baseline of ADBench / DTE (k = 5).
 * :class:`IsolationForestScorer`: scikit-learn's ``IsolationForest`` (Liu, Ting & Zhou, ICDM 2008);
   the score is the negated ``score_samples``, i.e. the paper's anomaly score s(x, ψ) = 2^{−E[h(x)]/c(ψ)}.
-* :class:`ECODScorer`: ECOD (Li, Zhao, Hu, Botta, Ionescu, Chen; TKDE 2022) as PyOD's ``ECOD`` computes it,
-  made inductive (see :func:`ecod_scores`).
+* :class:`ECODScorer` (the peers' ``ecod_inductive``): ECOD (Li, Zhao, Hu, Botta, Ionescu, Chen; TKDE 2022) as
+  PyOD's ``ECOD`` computes it, made inductive (see :func:`ecod_scores`).
 
 Every score is computed per sample from the fitted ID statistics only, so it never depends on which other
-samples are scored with it (batch- and rank-invariant, like every genood scorer).
+samples are scored with it (batch- and rank-invariant, like every genood scorer). PyOD's detectors as the
+papers ran them (transductive ECOD and COPOD included) are in :mod:`genood.models.peers.pyod_scorer`.
 """
 
 from __future__ import annotations
@@ -78,12 +79,13 @@ def skewness_sign(bank: torch.Tensor) -> torch.Tensor:
 
 
 class ECODScorer(Scorer):
-    """ECOD (empirical-CDF outlier detection) on ``outputs[key]`` fit on the ID fit split; see
-    :func:`ecod_scores`. Parameter-free."""
+    """ECOD (empirical-CDF outlier detection) on ``outputs[key]`` fit on the ID fit split, per sample
+    (inductive); see :func:`ecod_scores`. Parameter-free. The papers' transductive ECOD is the peers' ``ecod``
+    (:class:`genood.models.peers.pyod_scorer.PyODScorer`)."""
 
     needs_fit = True
 
-    def __init__(self, name: str = "ecod", key: str = "features", chunk_size: Optional[int] = None):
+    def __init__(self, name: str = "ecod_inductive", key: str = "features", chunk_size: Optional[int] = None):
         self.name, self.key, self.chunk_size = name, key, chunk_size
         self.requires = (key,)
         self.sorted_bank: Optional[torch.Tensor] = None

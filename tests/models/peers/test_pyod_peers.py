@@ -1,0 +1,261 @@
+"""PyOD's detectors as peers: a genood run (CLI, tabular data, configs/peers/pyod.yaml) gives, sample by sample,
+the scores PyOD gives when run the way ADBench's wrapper (DTE's run.py) runs it: global seeds, default
+constructor, fit on the training split, one decision_function call on the whole test set. Plus the
+transductive contract of the evaluator and the model's argument checks."""
+
+from __future__ import annotations
+
+import importlib
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from genood.models.peers import PYOD_DETECTORS, ClassicalPeers, PyODScorer
+from genood.scoring.base import Scorer
+
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.filterwarnings("ignore:y should not be presented")]  # ADBench passes y = 0 to fit
+
+FAST = ["--trainer.accelerator=cpu", "--evaluation.print_table=false", "--evaluation.plots=false",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+SEED = 3
+
+
+def _pyod(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _adbench_way(cls: type, X_train: np.ndarray, X_test: np.ndarray, seed: int) -> np.ndarray:
+    """ADBench's PyOD wrapper as DTE's run.py calls it: Utils.set_seed(seed) (numpy, random, torch), the
+    detector with PyOD's defaults fit on the training rows, decision_function on the whole test set at once."""
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    model = cls().fit(X_train, np.zeros(len(X_train)))
+    return model.decision_function(X_test)
+
+
+def _run_scores(run, set_name: str, scorer: str) -> np.ndarray:
+    """A run's scores of one set, ordered by the samples' position in that set."""
+    f = np.load(run / "scores.npz")
+    return f[f"score/{scorer}/{set_name}"][np.argsort(f[f"index/{set_name}"])]
+
+
+@pytest.fixture(scope="module")
+def pyod_run(tmp_path_factory):
+    """One CLI run of every detector on the embedded wine task (the ID fit split: 60 normals; the test set:
+    59 normals + 10 anomalies) and the run's own datamodule, rebuilt from its config.yaml."""
+    import yaml
+
+    from genood.train import main
+
+    out = tmp_path_factory.mktemp("pyod_peers")
+    detectors = [*PYOD_DETECTORS, "knn", "iforest", "ecod_inductive"]
+    rows = main(["--config", str(REPO / "configs/dte/wine.yaml"), "--config", str(REPO / "configs/peers/pyod.yaml"),
+                 f"--output_root={out}", f"--seed_everything={SEED}", f"--data.init_args.seed={SEED}",
+                 f"--model.init_args.detectors=[{','.join(detectors)}]", *FAST])
+    run = next(out.rglob("results.json")).parent
+    cfg = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    module, name = cfg["class_path"].rsplit(".", 1)
+    dm = getattr(importlib.import_module(module), name)(**cfg["init_args"])
+    dm.setup()
+    return run, rows, dm
+
+
+def test_every_pyod_peer_equals_pyod_run_as_adbench_ran_it(pyod_run):
+    """Each PyOD scorer of a CLI run = PyOD run directly the ADBench way on the same split (float64 copies of the
+    datamodule's rows), per sample, for both sets; the table's AUROC is the AUROC of PyOD's whole-test-set scores."""
+    from sklearn.metrics import roc_auc_score
+
+    run, rows, dm = pyod_run
+    X_train, X_test = dm.X_train.astype(np.float64), dm.X_test.astype(np.float64)
+    normal = dm.y_test == 0
+    for name, (path, transductive) in PYOD_DETECTORS.items():
+        ref = _adbench_way(_pyod(path), X_train, X_test, SEED)
+        np.testing.assert_allclose(_run_scores(run, dm.dataset, name), ref[normal], rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+        np.testing.assert_allclose(_run_scores(run, "anomalies", name), ref[~normal], rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+        auroc = next(r["auroc"] for r in rows if r["scorer"] == name and r["ood_set"] == "anomalies")
+        assert auroc == pytest.approx(roc_auc_score(dm.y_test, ref), abs=1e-12), name
+
+
+def test_transductive_ecod_needs_the_whole_test_set_and_differs_from_the_inductive_variant(pyod_run):
+    """PyOD's ECOD scores each point against train + the whole scored batch: scoring the normals alone (what a
+    per-set evaluator would do) changes their scores, so the run's ecod is the one-call score; the inductive
+    ecod_inductive (each point appended alone) differs from both."""
+    from pyod.models.ecod import ECOD
+
+    run, _, dm = pyod_run
+    X_train, X_test = dm.X_train.astype(np.float64), dm.X_test.astype(np.float64)
+    normal = dm.y_test == 0
+    ours = _run_scores(run, dm.dataset, "ecod")
+    per_set = ECOD().fit(X_train).decision_function(X_test[normal])
+    assert np.abs(per_set - ours).max() > 1e-3
+    inductive = _run_scores(run, dm.dataset, "ecod_inductive")
+    assert np.abs(inductive - ours).max() > 1e-3
+    single = np.array([ECOD().fit(X_train).decision_function(x[None])[0] for x in X_test[normal]])
+    np.testing.assert_allclose(inductive, single, rtol=1e-5)  # inductive = PyOD one row at a time
+
+
+def test_genood_knn_and_iforest_match_pyod_where_they_claim_to(pyod_run):
+    """genood's knn = PyOD's KNN (defaults: k = 5, 'largest') run the ADBench way; genood's iforest = PyOD's
+    IForest(random_state=seed) up to PyOD's constant offset (the same forest, so the same ranking); it is not
+    PyOD's IForest seeded through numpy's global generator, which is iforest_pyod."""
+    from pyod.models.iforest import IForest
+    from pyod.models.knn import KNN
+
+    run, _, dm = pyod_run
+    X_train, X_test = dm.X_train.astype(np.float64), dm.X_test.astype(np.float64)
+    normal = dm.y_test == 0
+    knn = _adbench_way(KNN, X_train, X_test, SEED)
+    np.testing.assert_allclose(_run_scores(run, dm.dataset, "knn"), knn[normal], rtol=1e-5)
+    np.testing.assert_allclose(_run_scores(run, "anomalies", "knn"), knn[~normal], rtol=1e-5)
+    forest = IForest(random_state=SEED).fit(X_train)
+    ref = forest.decision_function(X_test)
+    ours = np.r_[_run_scores(run, dm.dataset, "iforest"), _run_scores(run, "anomalies", "iforest")]
+    shift = ours - np.r_[ref[normal], ref[~normal]]
+    np.testing.assert_allclose(shift, -forest.offset_, atol=1e-9)
+    assert np.abs(_run_scores(run, dm.dataset, "iforest_pyod") - _run_scores(run, dm.dataset, "iforest")).max() > 1e-3
+
+
+class _BatchMean(Scorer):
+    """A transductive toy: x minus the mean of the whole scored batch (so it depends on the batch)."""
+
+    name, requires, transductive = "batch_mean", ("features",), True
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, outputs):
+        x = outputs["features"][:, 0]
+        self.calls.append(x.clone())
+        return x - x.mean()
+
+
+def test_a_transductive_scorer_is_called_once_on_all_sets_in_order_and_split_back():
+    from genood.evaluation.results import SetOutputs, score_sets
+
+    g = torch.Generator().manual_seed(0)
+    sets = [SetOutputs(name, group, torch.arange(n), torch.zeros(n), {"features": torch.randn(n, 2, generator=g),
+                                                                       "other": torch.zeros(n)})
+            for name, group, n in (("id", "id", 5), ("near", "near", 3), ("far", "far", 4))]
+    scorer = _BatchMean()
+    scores = score_sets([scorer], None, sets)
+    assert len(scorer.calls) == 1
+    joint = torch.cat([s.outputs["features"][:, 0] for s in sets])
+    torch.testing.assert_close(scorer.calls[0], joint)
+    expected = (joint - joint.mean()).double().numpy()
+    np.testing.assert_allclose(np.concatenate([scores["batch_mean"][s.name] for s in sets]), expected)
+    assert [len(scores["batch_mean"][s.name]) for s in sets] == [5, 3, 4]
+
+
+def test_pyod_scorer_restores_the_global_generators_and_sets_nan_to_zero():
+    """The seeding touches nothing outside the fit; NaN scores become 0 with a warning (DTE's run.py)."""
+
+    class NaNDetector:
+        def fit(self, X):
+            self.draw = np.random.rand()  # from the seeded global generator
+            return self
+
+        def decision_function(self, X):
+            return np.where(np.arange(len(X)) % 2 == 0, np.nan, 1.0)
+
+    np.random.seed(123)
+    random.seed(123)
+    np_before, py_before = np.random.rand(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    scorer = PyODScorer("nan", NaNDetector, seed=7)
+    scorer.fit({"features": torch.zeros(4, 2)})
+    assert np.random.rand() == np_before and random.random() == py_before  # the states were put back
+    np.random.seed(7)
+    assert scorer.detector.draw == np.random.rand()  # the fit drew from the run-seeded generator
+    with pytest.warns(RuntimeWarning, match="2 of 4 scores are NaN"):
+        s = scorer.score({"features": torch.zeros(4, 2)})
+    assert s.tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_peers_arguments_choose_the_detectors_and_forward_pyod_kwargs():
+    from pyod.models.lof import LOF
+
+    model = ClassicalPeers(input_shape=(3,), detectors=["lof", "ecod"], pyod_seed=1, pyod_kwargs={"lof": {"n_neighbors": 7}})
+    lof, ecod = model.scorers()
+    assert (lof.name, lof.transductive, ecod.name, ecod.transductive) == ("lof", False, "ecod", True)
+    g = np.random.default_rng(0)  # float32-exact values: genood hands the detectors float32 features as float64
+    train, test = (g.normal(size=(40, 3)).astype(np.float32).astype(np.float64),
+                   (g.normal(size=(10, 3)) * 2).astype(np.float32).astype(np.float64))
+    lof.fit({"features": torch.from_numpy(train)})
+    ref = LOF(n_neighbors=7).fit(train).decision_function(test)
+    np.testing.assert_allclose(lof.score({"features": torch.from_numpy(test)}).numpy(), ref, rtol=1e-10)
+    assert [s.name for s in ClassicalPeers(input_shape=(3,)).scorers()] == ["knn", "iforest", "ecod_inductive"]
+    with pytest.raises(ValueError, match="unknown detector.*'nope'"):
+        ClassicalPeers(input_shape=(3,), detectors=["knn", "nope"])
+    with pytest.raises(ValueError, match="pyod_kwargs names \\['lof'\\]"):
+        ClassicalPeers(input_shape=(3,), detectors=["knn"], pyod_kwargs={"lof": {"n_neighbors": 7}})
+    bad = ClassicalPeers(input_shape=(3,), detectors=["lof"], pyod_kwargs={"lof": {"n_neighbours": 7}}).scorers()[0]
+    with pytest.raises(ValueError, match="LOF.*n_neighbours"):
+        bad.fit({"features": torch.from_numpy(train)})
+
+
+def _ecod_pyod_1_0(X_train: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """PyOD 1.0.0's ECOD.decision_function(X) after fit(X_train), step by step: empirical CDFs (fraction <= x)
+    of every feature over train + batch, -log tails, the sign of scipy's skewness (NaN passed on), the
+    per-feature maximum of U_l, U_r, U_skew, summed; the batch's rows."""
+    from scipy.stats import skew
+
+    Z = np.concatenate([X_train, X])
+    n = len(Z)
+    u_l = -np.log((Z[None, :, :] <= Z[:, None, :]).sum(1) / n)
+    u_r = -np.log((Z[None, :, :] >= Z[:, None, :]).sum(1) / n)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = np.sign(skew(Z, axis=0))
+    u_s = u_l * -np.sign(g - 1) + u_r * np.sign(g + 1)
+    return np.maximum(np.maximum(u_l, u_r), u_s).sum(1)[-len(X):]
+
+
+def test_released_ecod_and_copod_score_nan_then_zero_on_a_constant_feature_as_the_papers_pyod():
+    """A feature constant over train + test makes PyOD 1.0.0's ECOD NaN for every row (with SciPy >= 1.9), which
+    DTE's run.py sets to 0: the 50.0 (0.0) cells of its Table 1. 'released' reproduces that; 'pyod' is PyOD
+    3.6.7's score. A feature constant in the training rows only changes nothing."""
+    from pyod.models.ecod import ECOD
+
+    g = np.random.default_rng(0)
+    train = g.normal(size=(40, 3)).astype(np.float32).astype(np.float64)
+    test = (g.normal(size=(12, 3)) * 2).astype(np.float32).astype(np.float64)
+    train[:, 1] = test[:, 1] = 0.0
+    assert np.isnan(_ecod_pyod_1_0(train, test)).all()
+    scorers = {mode: ClassicalPeers(input_shape=(3,), detectors=["ecod", "copod"], pyod_seed=0,
+                                    ecod_copod_constant_features=mode).scorers() for mode in ("released", "pyod")}
+    for released, fixed in zip(scorers["released"], scorers["pyod"]):
+        for s in (released, fixed):
+            s.fit({"features": torch.from_numpy(train)})
+        with pytest.warns(RuntimeWarning, match="12 of 12 scores are NaN"):
+            assert not released.score({"features": torch.from_numpy(test)}).any()
+        if fixed.name == "ecod":
+            np.testing.assert_allclose(fixed.score({"features": torch.from_numpy(test)}).numpy(),
+                                       ECOD().fit(train).decision_function(test), rtol=1e-12)
+    test[:, 1] = g.normal(size=12)  # constant in training only: PyOD 1.0.0 scores normally, and so do we
+    ecod = scorers["released"][0]
+    ours = ecod.score({"features": torch.from_numpy(test)}).numpy()
+    np.testing.assert_allclose(ours, _ecod_pyod_1_0(train, test), rtol=1e-10)
+    np.testing.assert_allclose(ours, ECOD().fit(train).decision_function(test), rtol=1e-12)
+
+
+@pytest.mark.gpu
+def test_pyod_scorers_take_cuda_features_and_return_cuda_scores():
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.randn(200, 4, generator=g), torch.randn(30, 4, generator=g) * 2
+    scores = {}
+    for device in ("cpu", "cuda"):
+        s = PyODScorer("ecod", "pyod.models.ecod.ECOD", transductive=True, seed=0)
+        s.fit({"features": train.to(device)})
+        scores[device] = s.score({"features": test.to(device)})
+    assert scores["cuda"].device.type == "cuda"
+    torch.testing.assert_close(scores["cuda"].cpu(), scores["cpu"])
