@@ -1,0 +1,58 @@
+"""python -m genood.benchmark --launcher slurm, through submitit's local executor: the same job objects as on
+a SLURM cluster, run as local processes. Two cells finish and are tabulated; a second invocation skips them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+
+@pytest.fixture
+def local_submitit(monkeypatch):
+    import genood.benchmark.launchers as launchers
+
+    monkeypatch.setattr(launchers, "CLUSTER", "local")
+    monkeypatch.setattr(launchers, "POLL_S", 0.2)
+
+
+def test_slurm_launcher_runs_and_tabulates_two_cells(tmp_path, local_submitit):
+    from genood.benchmark.__main__ import main
+
+    bench = tmp_path / "tiny.yaml"
+    bench.write_text(yaml.safe_dump({
+        "name": "tiny", "seeds": [0, 1],
+        "overrides": {"trainer.max_epochs": 1, "trainer.accelerator": "cpu", "evaluation.plots": False,
+                      "data.init_args.ood_sets": ["black"], "evaluation.scorers": ["nll"]},
+        "entries": [{"name": "ppca", "config": str(REPO / "configs/baseline/digits.yaml"), "rows": {"nll": "PPCA NLL"}}]}))
+    out = tmp_path / "out"
+    argv = ["--config", str(bench), "--out", str(out), "--launcher", "slurm", "--slurm-cpus-per-cell", "2",
+            "--slurm-time", "10"]
+    res = main(argv)
+    assert sorted((o.cell.seed, o.status) for o in res["outcomes"]) == [(0, "finished"), (1, "finished")]
+    cells = json.loads((out / "cells.json").read_text())["cells"]
+    assert [c["status"] for c in cells] == ["finished", "finished"]
+    for cell in res["cells"]:
+        record = json.loads(cell.status_path.read_text())
+        assert record["status"] == "finished" and record["job_id"]  # run by a submitit job
+        assert (out / "slurm" / record["job_id"]).is_dir()          # whose files are submitit's
+        # the job ran the cell with its CPUs as threads (this shell has OMP_NUM_THREADS=1 or none)
+        assert json.loads((cell.run_dir / "results.json").read_text())["metadata"]["device"].endswith("2 threads)")
+    md = (out / "table.md").read_text()
+    assert "| PPCA NLL |" in md and "failed" not in md
+    again = main(argv)
+    assert again["outcomes"] == []  # finished cells are skipped
+
+
+def test_slurm_launcher_without_sbatch_is_one_clear_error(tmp_path, monkeypatch):
+    import shutil
+
+    from genood.benchmark.__main__ import main
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="sbatch"):
+        main(["--config", str(REPO / "experiments/benchmarks/digits.yaml"), "--out", str(tmp_path), "--launcher",
+              "slurm"])
