@@ -114,7 +114,8 @@ class SubmititLauncher:
                              "login node (or use --launcher local)")
         self.folder = Path(folder).resolve()
         self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=self.cluster)
-        params = {"timeout_min": int(time_min), "gpus_per_node": int(gpus_per_cell), "cpus_per_task": int(cpus_per_cell),
+        params = {"timeout_min": int(time_min), "gpus_per_node": int(gpus_per_cell),
+                  "cpus_per_task": int(cpus_per_cell),
                   "tasks_per_node": 1, "nodes": 1, "name": name, "mem_gb": mem_gb,
                   "slurm_partition": partition, "slurm_array_parallelism": array_parallelism,
                   "slurm_additional_parameters": additional or None}
@@ -163,7 +164,8 @@ class SubmititLauncher:
             futures[cell.key] = fut
             job = self._running_job(cell)
             if job is not None:
-                print(f"  {cell.name}: waiting for its job {job.job_id} submitted earlier", file=self.stream, flush=True)
+                print(f"  {cell.name}: waiting for its job {job.job_id} submitted earlier", file=self.stream,
+                      flush=True)
                 with self.lock:
                     self.watched.append((job, fut, cell))
             else:
@@ -172,7 +174,8 @@ class SubmititLauncher:
             for cell, _ in fresh:
                 cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
             with self.executor.batch():
-                jobs = [self.executor.submit(run_cell_on_node, cell, argv, self.threads, str(cwd)) for cell, argv in fresh]
+                jobs = [self.executor.submit(run_cell_on_node, cell, argv, self.threads, str(cwd))
+                        for cell, argv in fresh]
             for (cell, argv), job in zip(fresh, jobs):
                 cell.status_path.write_text(json.dumps(
                     {"entry": cell.entry.name, "seed": cell.seed, "key": cell.key, "status": SUBMITTED,

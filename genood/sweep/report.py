@@ -52,7 +52,7 @@ def best_trial_text(study, sweep: Sweep) -> str:
             f"  run folder: {t.user_attrs.get('run_dir')}")
 
 
-def write_plots(study, out: Path) -> tuple[list[Path], list[str]]:
+def write_plots(study, sweep: Sweep, out: Path) -> tuple[list[Path], list[str]]:
     """``optimization_history.png`` and ``param_importances.png`` (Optuna's matplotlib plots) in ``out``;
     returns the files written and, for each plot left out, why."""
     import matplotlib
@@ -81,7 +81,10 @@ def write_plots(study, out: Path) -> tuple[list[Path], list[str]]:
             except (RuntimeError, ValueError) as e:  # e.g. importances of a degenerate study
                 skipped.append(f"{name}: {e}")
                 continue
-        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        if name == "optimization_history":
+            ax.set_ylabel(f"{sweep.metric} ({sweep.goal})")
+        ax.set_title(f"sweep {sweep.name}: {ax.get_title().lower()}")
+        fig = ax.figure
         fig.set_size_inches(8, 5)
         fig.tight_layout()
         path = out / f"{name}.png"
@@ -100,7 +103,7 @@ def report(study, sweep: Sweep, out: Path, stream=None) -> dict:
     table = trials_table(study, sweep)
     (out / "trials.md").write_text(f"# sweep {sweep.name}\n\n{best_trial_text(study, sweep)}\n\n{table}")
     print(f"\n{table}\n{best_trial_text(study, sweep)}", file=stream)
-    plots, skipped = write_plots(study, out)
+    plots, skipped = write_plots(study, sweep, out)
     for line in skipped:
         print(f"plot left out: {line}", file=stream)
     print("wrote " + ", ".join(str(p) for p in [out / "trials.md", *plots]), file=stream, flush=True)

@@ -81,7 +81,8 @@ def open_study(sweep: Sweep, storage, seed: Optional[int] = None):
         study = optuna.create_study(study_name=sweep.name, storage=storage, load_if_exists=True,
                                     direction=sweep.goal, sampler=make_sampler(sweep, seed))
     except ValueError as e:  # the study exists with the other direction
-        raise SweepSpecError(f"{sweep.path}: study {sweep.name!r} in this storage does not match the file: {e}") from None
+        raise SweepSpecError(f"{sweep.path}: study {sweep.name!r} in this storage does not match the file: "
+                             f"{e}") from None
     if seed is not None:
         study.sampler = make_sampler(sweep, seed + len(study.get_trials(deepcopy=False)))
     text = sweep.path.read_text()
@@ -114,7 +115,9 @@ def fail_stale_trials(study, fail_running: bool = False) -> list[int]:
     host, stale = socket.gethostname(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker") or {}
-        mine = worker.get("host") == host and (worker.get("pid") == os.getpid() or not _pid_alive(worker.get("pid", -1)))
+        pid = worker.get("pid")
+        mine = (worker.get("host") == host and isinstance(pid, int) and pid > 0
+                and (pid == os.getpid() or not _pid_alive(pid)))  # at start, no RUNNING trial is this process's
         if fail_running or mine:  # (Optuna's public API sets attributes only through a live Trial object)
             study._storage.set_trial_user_attr(t._trial_id, "stale", True)
             study.tell(t.number, state=TrialState.FAIL)
@@ -148,10 +151,13 @@ def retry_failed_grid_points(study, sweep: Sweep) -> list[int]:
     import optuna
     from optuna.trial import TrialState
 
+    from .space import grid
+
+    space = grid(sweep)
     covered, failed = set(), {}
     for t in study.get_trials(deepcopy=False):
         gid = t.system_attrs.get("grid_id")
-        if gid is None:
+        if gid is None or t.system_attrs.get("search_space") != space:  # a point of an earlier version of the grid
             continue
         if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
             covered.add(gid)
@@ -276,8 +282,11 @@ class TrialRunner:
         done, running = progress(study, self.sweep)
         if not trial.user_attrs.get("surplus"):
             a = trial.user_attrs
-            text = (f" | {self.sweep.metric} = {trial.value:.6g}" if trial.state == TrialState.COMPLETE else
-                    f"\n      {a.get('error', trial.state.name)}" + (f"\n      log: {a['run_dir']}.log" if "run_dir" in a else ""))
+            if trial.state == TrialState.COMPLETE:
+                text = f" | {self.sweep.metric} = {trial.value:.6g}"
+            else:
+                text = f"\n      {a.get('error', trial.state.name)}"
+                text += f"\n      log: {a['run_dir']}.log" if "run_dir" in a else ""
             mark = "ok  " if trial.state == TrialState.COMPLETE else "FAIL"
             with self.lock:
                 print(f"[{self.sweep.name}] trial {trial.number} {mark} ({a.get('seconds', 0.0):.1f} s) | {done} of "

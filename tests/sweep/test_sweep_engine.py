@@ -41,7 +41,8 @@ if flag and os.path.exists(flag) and args.get("x") == "3":
     sys.exit("RuntimeError: the stand-in failed on purpose")
 run_dir.mkdir(parents=True)
 x = float(args["x"])
-(run_dir / "results.json").write_text(json.dumps({"metadata": {"train_metrics": {"val/loss": (x - 1) ** 2}}, "rows": []}))
+results = {"metadata": {"train_metrics": {"val/loss": (x - 1) ** 2}}, "rows": []}
+(run_dir / "results.json").write_text(json.dumps(results))
 if "ledger" in args:
     with open(args["ledger"], "a") as f:
         f.write(f"{run_dir} {os.getpid()}\n")
@@ -193,3 +194,23 @@ def test_bad_command_stops_after_max_failures(tmp_path, monkeypatch):
     study = main([str(path), "--trials", "5", "--out", str(tmp_path / "out"), "--max-failures", "1"])
     assert _states(study) == {"FAIL": 1}
     assert "latent_dims" in study.trials[0].user_attrs["error"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_the_trials_runs_and_fails_their_trials(tmp_path, workers):
+    path = _stub_sweep(tmp_path, "random", {"x": {"values": [0, 1]}})
+    out = tmp_path / "out"
+    proc = _sweep_process(str(path), "--trials", str(workers), "--workers", str(workers), "--out", str(out),
+                          env={"STUB_SLEEP": "120"})
+    pid_files = [out / "trials" / f"trial_{i}.pid" for i in range(workers)]
+    deadline = time.time() + 120
+    while not all(f.is_file() and f.read_text() for f in pid_files) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    text = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "interrupted" in text, text
+    for f in pid_files:
+        with pytest.raises(ProcessLookupError):  # each trial's run was stopped (and reaped) with it
+            os.kill(int(f.read_text()), 0)
+    trials = _study(path, out / "study.journal").trials
+    assert len(trials) == workers and all(t.state.name == "FAIL" and t.user_attrs["interrupted"] for t in trials)
