@@ -98,8 +98,11 @@ class SubmititLauncher:
             cell's ``OMP_NUM_THREADS`` unless ``threads`` is given).
         array_parallelism: at most this many cells of an array run at once (SLURM's ``--array=...%N``).
         additional: further ``sbatch`` options, e.g. ``{"account": "proj", "qos": "normal"}``.
-        cluster: submitit's executor (``slurm``; ``local`` runs the same jobs as local processes).
-        python: the interpreter of the jobs (default: this one).
+        threads: the cells' CPU threads (default: ``cpus_per_cell``).
+        cluster: submitit's executor (default :data:`CLUSTER`, ``slurm``; ``local`` runs the same jobs as local
+            processes).
+        name: the jobs' name in the queue.
+        poll_s: seconds between two looks at the jobs' states (default :data:`POLL_S`).
     """
 
     def __init__(self, folder: Path, partition: Optional[str] = None, time_min: int = 240, gpus_per_cell: int = 0,

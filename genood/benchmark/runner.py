@@ -162,7 +162,7 @@ def cells_to_run(cells: Sequence[Cell]) -> list[Cell]:
 
 def run_benchmark(bench: Benchmark, cells: Sequence[Cell], jobs: int = 1, threads: Optional[int] = None,
                   gpus: Optional[Sequence[str]] = None, cwd: Optional[Path] = None, python: str = sys.executable,
-                  stream: TextIO = sys.stdout, on_outcome: Optional[Callable[[Outcome], None]] = None,
+                  stream: Optional[TextIO] = None, on_outcome: Optional[Callable[[Outcome], None]] = None,
                   launcher=None) -> list[Outcome]:
     """Run every unfinished cell; returns the outcomes of the cells run now.
 
@@ -175,6 +175,7 @@ def run_benchmark(bench: Benchmark, cells: Sequence[Cell], jobs: int = 1, thread
     from .launchers import LocalLauncher
 
     cwd = Path(cwd or Path.cwd())
+    stream = stream or sys.stdout
     launcher = launcher or LocalLauncher(jobs, threads, gpus)
     todo = cells_to_run(cells)
     print(f"benchmark {bench.name}: {len(cells)} cells, {len(cells) - len(todo)} finished earlier (skipped), "

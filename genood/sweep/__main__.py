@@ -50,6 +50,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return a
 
 
+def _fail(message: str):
+    """A user error: one line, exit status 2 (as genood.train's)."""
+    print(f"genood.sweep: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: Optional[list[str]] = None):
     """Run the sweep; returns the Optuna study."""
     from .report import report
@@ -63,21 +69,21 @@ def main(argv: Optional[list[str]] = None):
     try:
         sweep = load_sweep(a.sweep)
     except SweepSpecError as e:
-        raise SystemExit(f"genood.sweep: error: {e}") from None
+        _fail(str(e))
     trials = a.trials or sweep.run_cap
     if trials is None and not a.no_run:
-        raise SystemExit(f"genood.sweep: error: give --trials N ({sweep.path} has no run_cap)")
+        _fail(f"give --trials N ({sweep.path} has no run_cap)")
     out = Path(a.out) if a.out else Path("sweeps") / sweep.name
     for cfg in sweep.configs:
         if not Path(cfg).is_file():
-            raise SystemExit(f"genood.sweep: error: {sweep.path}'s command names --config {cfg}, which does not exist "
-                             f"here ({Path.cwd()}); run from the repository root")
+            _fail(f"{sweep.path}'s command names --config {cfg}, which is not in {Path.cwd()} (paths are relative to "
+                  "the folder the sweep runs from: the repository root)")
     if a.no_run:
         out.mkdir(parents=True, exist_ok=True)
         try:
             study = open_study(sweep, open_storage(a.storage, out.resolve()))
         except SweepSpecError as e:
-            raise SystemExit(f"genood.sweep: error: {e}") from None
+            _fail(str(e))
         report(study, sweep, out)
         return study
     stop_event = threading.Event()
@@ -96,7 +102,7 @@ def main(argv: Optional[list[str]] = None):
               "to run the trials still missing.", file=sys.stderr)
         raise SystemExit(130) from None
     except SweepSpecError as e:  # e.g. an existing study with the other direction
-        raise SystemExit(f"genood.sweep: error: {e}") from None
+        _fail(str(e))
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

@@ -77,15 +77,15 @@ def write_plots(study, sweep: Sweep, out: Path) -> tuple[list[Path], list[str]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's "experimental" warning for the matplotlib backend
             try:
-                ax = plot(study)
+                ax = plot(study, target_name=sweep.metric)
             except (RuntimeError, ValueError) as e:  # e.g. importances of a degenerate study
                 skipped.append(f"{name}: {e}")
                 continue
-        if name == "optimization_history":
-            ax.set_ylabel(f"{sweep.metric} ({sweep.goal})")
-        ax.set_title(f"sweep {sweep.name}: {ax.get_title().lower()}")
+        for loc in ("center", "left", "right"):  # Optuna titles the importances on the left
+            if ax.get_title(loc=loc):
+                ax.set_title(f"{ax.get_title(loc=loc)} (sweep {sweep.name})", loc=loc)
         fig = ax.figure
-        fig.set_size_inches(8, 5)
+        fig.set_size_inches(9, 5)
         fig.tight_layout()
         path = out / f"{name}.png"
         fig.savefig(path, dpi=100)
