@@ -70,6 +70,9 @@ def main(argv: Optional[list[str]] = None):
         sweep = load_sweep(a.sweep)
     except SweepSpecError as e:
         _fail(str(e))
+    if "early_terminate" in sweep.raw:
+        print("genood.sweep: note: early_terminate is W&B's; the Optuna engine runs every trial to its end",
+              file=sys.stderr)
     trials = a.trials or sweep.run_cap
     if trials is None and not a.no_run:
         _fail(f"give --trials N ({sweep.path} has no run_cap)")

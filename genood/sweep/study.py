@@ -334,7 +334,11 @@ def run_sweep(sweep: Sweep, out: Path, trials: int, storage: Optional[str] = Non
             break
         study.optimize(runner, n_trials=left, n_jobs=min(workers, left), callbacks=[runner.after_trial],
                        catch=(TrialFailed, SurplusTrial))
+    done, running = progress(study, sweep)
     if runner.failed_out:
         print(f"[{sweep.name}] stopped: {runner.consecutive_failures} trials in a row failed (see their logs under "
               f"{out / 'trials'}); fix the cause and run the same command again", file=stream, flush=True)
+    elif done < target and running:
+        print(f"[{sweep.name}] {done} of {target} trials finished; {running} still running in other workers (if "
+              "none is alive any more, run again with --fail-running)", file=stream, flush=True)
     return study

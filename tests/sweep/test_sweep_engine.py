@@ -27,7 +27,8 @@ PPCA_ARGS = ["--trainer.max_epochs=1", "--trainer.accelerator=cpu", "--evaluatio
 
 # A stand-in for genood.train: --x=<value> --run_dir=<dir> [--ledger=<file>] [--fail_flag=<file>]; writes
 # results.json with val/loss = (x - 1)^2 after STUB_SLEEP seconds, appends "<run_dir> <pid>" to the ledger,
-# fails once (exit 1) when the fail flag file exists (deleting it), and writes its pid to <run_dir>.pid.
+# fails (exit 1) once for x = 3 when the fail flag file exists (deleting it), or always with STUB_FAIL_ALWAYS
+# set, and writes its pid to <run_dir>.pid.
 STUB = r'''
 import json, os, sys, time
 from pathlib import Path
@@ -36,8 +37,9 @@ run_dir = Path(args["run_dir"])
 run_dir.with_name(run_dir.name + ".pid").write_text(str(os.getpid()))
 time.sleep(float(os.environ.get("STUB_SLEEP", "0")))
 flag = args.get("fail_flag")
-if flag and os.path.exists(flag) and args.get("x") == "3":
-    os.remove(flag)
+if os.environ.get("STUB_FAIL_ALWAYS") or (flag and os.path.exists(flag) and args.get("x") == "3"):
+    if flag and os.path.exists(flag):
+        os.remove(flag)
     sys.exit("RuntimeError: the stand-in failed on purpose")
 run_dir.mkdir(parents=True)
 x = float(args["x"])
@@ -181,19 +183,19 @@ def test_grid_runs_every_point_once_and_retries_a_failed_one(tmp_path, monkeypat
     assert len(again.trials) == len(study.trials)
 
 
-def test_bad_command_stops_after_max_failures(tmp_path, monkeypatch):
+def test_failures_in_a_row_stop_the_worker_and_a_failed_trial_does_not_count(tmp_path, monkeypatch, capsys):
     from genood.sweep.__main__ import main
 
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({
-        "program": "genood.train", "method": "random", "metric": {"name": "val/loss"},
-        "parameters": {"model.init_args.latent_dims": {"values": [4]}},
-        "command": ["${env}", "${interpreter}", "-m", "${program}", "--config", "configs/baseline/digits.yaml",
-                    "${args}"]}))
-    monkeypatch.chdir(REPO)
-    study = main([str(path), "--trials", "5", "--out", str(tmp_path / "out"), "--max-failures", "1"])
-    assert _states(study) == {"FAIL": 1}
-    assert "latent_dims" in study.trials[0].user_attrs["error"]
+    flag = tmp_path / "fail_once"
+    path = _stub_sweep(tmp_path, "random", {"x": {"value": 3}, "fail_flag": {"value": str(flag)}})
+    monkeypatch.setenv("STUB_FAIL_ALWAYS", "1")  # every run fails
+    study = main([str(path), "--trials", "5", "--out", str(tmp_path / "out"), "--max-failures", "2"])
+    assert _states(study) == {"FAIL": 2}
+    assert study.trials[0].user_attrs["error"] == "RuntimeError: the stand-in failed on purpose"
+    assert "2 trials in a row failed" in capsys.readouterr().out
+    monkeypatch.delenv("STUB_FAIL_ALWAYS")
+    study = main([str(path), "--trials", "2", "--out", str(tmp_path / "out")])  # the cause fixed: 2 finished
+    assert _states(study) == {"FAIL": 2, "COMPLETE": 2}
 
 
 @pytest.mark.parametrize("workers", [1, 2])
