@@ -60,7 +60,8 @@ def main(argv: Optional[list[str]] = None):
     """Run the sweep; returns the Optuna study."""
     from .report import report
     from .spec import SweepSpecError, load_sweep
-    from .study import open_storage, open_study, run_sweep
+    from .storage import open_storage, open_study
+    from .study import run_sweep
 
     import optuna
 

@@ -1,9 +1,7 @@
 """A W&B sweep file run as an Optuna study: every trial an ordinary genood run in its own folder.
 
-**Storage.** The study (named after the sweep) lives in ``<out>/study.journal`` (Optuna's journal file) unless
-``storage`` names another: a database URL (``sqlite:///...``, ``postgresql://...``; Optuna's RDB storage with
-a heartbeat, so a trial whose worker died is failed after ``HEARTBEAT_GRACE_S``) or the path of a shared
-journal file. Every process that opens the same storage works on the same study.
+**Storage.** One study (named after the sweep) in one storage (:mod:`.storage`), shared by every worker
+process that opens it, on this machine or others.
 
 **Trials.** ``target`` is the study's number of finished (COMPLETE) trials. A worker asks for a trial only
 while finished + running trials are fewer; a trial that finds, on starting, that the trials before it already
@@ -35,11 +33,9 @@ from typing import Optional, TextIO
 from ..run_dir import child_env
 from .command import agent_command
 from .objective import MetricNotFound, metric_value
-from .space import grid_size, make_sampler, suggest
-from .spec import Sweep, SweepSpecError
-
-HEARTBEAT_INTERVAL_S = 60
-HEARTBEAT_GRACE_S = 180
+from .space import grid_size, suggest
+from .spec import Sweep
+from .storage import fail_stale_trials, open_storage, open_study, progress, retry_failed_grid_points
 
 
 class TrialFailed(Exception):
@@ -58,120 +54,8 @@ class _QuietTrialFailures(logging.Filter):
         return not (msg.startswith("Trial ") and " failed " in msg)
 
 
-def open_storage(url: Optional[str], out: Path):
-    """The Optuna storage: ``<out>/study.journal`` by default, a database URL, or a journal file path."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    if url is not None and "://" in url:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                          grace_period=HEARTBEAT_GRACE_S)
-    path = Path(url) if url is not None else out / "study.journal"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-
-
-def open_study(sweep: Sweep, storage, seed: Optional[int] = None):
-    """The sweep's study in ``storage`` (created on first use). With a ``seed`` the sampler is seeded with
-    seed + the number of trials already in the study, so a resumed study draws new points, not the first
-    ones again (concurrent workers need different seeds, or none)."""
-    import optuna
-
-    try:
-        study = optuna.create_study(study_name=sweep.name, storage=storage, load_if_exists=True,
-                                    direction=sweep.goal, sampler=make_sampler(sweep, seed))
-    except ValueError as e:  # the study exists with the other direction
-        raise SweepSpecError(f"{sweep.path}: study {sweep.name!r} in this storage does not match the file: "
-                             f"{e}") from None
-    if seed is not None:
-        study.sampler = make_sampler(sweep, seed + len(study.get_trials(deepcopy=False)))
-    text = sweep.path.read_text()
-    if "sweep_file" not in study.user_attrs:
-        study.set_user_attr("sweep_file", text)
-    elif study.user_attrs["sweep_file"] != text:
-        print(f"genood.sweep: warning: {sweep.path} changed since study {sweep.name!r} started; its finished trials "
-              "were drawn from the earlier version", file=sys.stderr)
-    return study
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed process not yet reaped by its parent is a zombie ("pid (name) Z ..."): gone for our purpose
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def fail_stale_trials(study, fail_running: bool = False) -> list[int]:
-    """Fail the RUNNING trials left by dead workers of this host (or every RUNNING trial with
-    ``fail_running``); returns their numbers. Call it before this process starts trials of its own."""
-    from optuna.trial import TrialState
-
-    host, stale = socket.gethostname(), []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker") or {}
-        pid = worker.get("pid")
-        mine = (worker.get("host") == host and isinstance(pid, int) and pid > 0
-                and (pid == os.getpid() or not _pid_alive(pid)))  # at start, no RUNNING trial is this process's
-        if fail_running or mine:  # (Optuna's public API sets attributes only through a live Trial object)
-            study._storage.set_trial_user_attr(t._trial_id, "stale", True)
-            study.tell(t.number, state=TrialState.FAIL)
-            stale.append(t.number)
-    return stale
-
-
 def _counts_as_failure(t) -> bool:
     return not (t.user_attrs.get("surplus") or t.user_attrs.get("stale") or t.user_attrs.get("interrupted"))
-
-
-def progress(study, sweep: Sweep, before: Optional[int] = None) -> tuple[int, int]:
-    """(finished, running) trials of the study (only those numbered below ``before`` when given); for a grid,
-    finished counts distinct grid points."""
-    from optuna.trial import TrialState
-
-    done, running = set(), 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-        if before is not None and t.number >= before:
-            continue
-        if t.state == TrialState.RUNNING:
-            running += 1
-        else:
-            done.add(t.system_attrs.get("grid_id", t.number) if sweep.method == "grid" else t.number)
-    return len(done), running
-
-
-def retry_failed_grid_points(study, sweep: Sweep) -> list[int]:
-    """Method grid: queue again every grid point whose trials all failed and that no trial runs or waits for
-    (Optuna's GridSampler counts a failed point as visited). Returns the grid ids queued."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from .space import grid
-
-    space = grid(sweep)
-    covered, failed = set(), {}
-    for t in study.get_trials(deepcopy=False):
-        gid = t.system_attrs.get("grid_id")
-        if gid is None or t.system_attrs.get("search_space") != space:  # a point of an earlier version of the grid
-            continue
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
-            covered.add(gid)
-        elif t.state == TrialState.FAIL:
-            failed.setdefault(gid, t)
-    queued = []
-    for gid, t in sorted(failed.items()):
-        if gid in covered:
-            continue
-        study.add_trial(optuna.trial.create_trial(
-            state=TrialState.WAITING, params=t.params, distributions=t.distributions,
-            system_attrs={"grid_id": gid, "search_space": t.system_attrs["search_space"], "retry_of": t.number}))
-        queued.append(gid)
-    return queued
 
 
 @dataclass
@@ -307,7 +191,9 @@ def run_sweep(sweep: Sweep, out: Path, trials: int, storage: Optional[str] = Non
     stream = stream or sys.stdout
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.get_logger("optuna").addFilter(_QuietTrialFailures())
+    optuna_logger = optuna.logging.get_logger("optuna")
+    if not any(isinstance(f, _QuietTrialFailures) for f in optuna_logger.filters):
+        optuna_logger.addFilter(_QuietTrialFailures())
     study = open_study(sweep, open_storage(storage, out), seed)
     stale = fail_stale_trials(study, fail_running)
     if stale:
