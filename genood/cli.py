@@ -238,6 +238,18 @@ def build_scorers(model: GenerativeModel, evaluation: EvaluationConfig) -> list:
     return selected
 
 
+def final_metrics(trainer) -> dict[str, float]:
+    """The last logged value of every scalar metric (Lightning's ``callback_metrics``: the latest epoch's
+    ``val/loss``, ...), as W&B's run summary records them by default."""
+    out = {}
+    for name, value in trainer.callback_metrics.items():
+        try:
+            out[name] = float(value)
+        except (TypeError, ValueError, RuntimeError):  # a non-scalar metric: not a sweep objective
+            continue
+    return dict(sorted(out.items()))
+
+
 def _as_float(v) -> Optional[float]:
     return float(v) if v is not None else None
 

@@ -52,3 +52,21 @@ def claim_run_dir(output_root: str, experiment: str, explicit: Optional[str] = N
                 n += 1
     os.environ[ENV_VAR] = str(path)
     return path
+
+
+def threads_per_job(jobs: int) -> Optional[int]:
+    """CPU threads for each of ``jobs`` runs sharing this machine: the cores divided among them (None for one
+    job: the run's own default)."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+
+def child_env(threads: Optional[int] = None, base: Optional[dict] = None) -> dict:
+    """The environment of a genood run that a runner starts (a benchmark cell, a sweep trial): ``base`` (this
+    process's environment) without ``GENOOD_RUN_DIR`` (each child claims its own folder with ``--run_dir``),
+    W&B quiet unless asked otherwise, and ``threads`` CPU threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``)."""
+    env = dict(os.environ if base is None else base)
+    env.pop(ENV_VAR, None)
+    env.setdefault("WANDB_SILENT", "true")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env

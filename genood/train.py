@@ -5,6 +5,8 @@ on scikit-learn's digits). ``--ckpt_path <run>/last.ckpt`` resumes training into
 weights, optimizer, epoch and RNG states of that checkpoint, so the run continues as an uninterrupted one).
 After training, the weights named by ``--evaluation.checkpoint`` (``last``: the final weights, the default;
 ``best``: the lowest ``val/loss``) are evaluated; the console and ``results.json``'s metadata say which.
+``results.json``'s ``metadata.train_metrics`` holds the last logged value of every training and validation
+metric (``val/loss``, ...): what a W&B run's summary shows, and what ``python -m genood.sweep`` optimises.
 
 A known user error (bad config value, missing dataset, unknown OOD set, unreadable or mismatched
 checkpoint) prints one line and exits with status 2 on the command line; :func:`main` raises it as a
@@ -17,7 +19,8 @@ import time
 import warnings
 from typing import Optional
 
-from .cli import GenoodCLI, build_scorers, command_line, load_weights, main_argv, report_rows, run_folder_scope
+from .cli import (GenoodCLI, build_scorers, command_line, final_metrics, load_weights, main_argv, report_rows,
+                  run_folder_scope)
 
 
 def main(argv: Optional[list[str]] = None) -> list[dict]:
@@ -34,8 +37,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
             cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
         timing = {"train_seconds": round(time.perf_counter() - start, 3),
                   "train_cpu_seconds": round(time.process_time() - cpu_start, 3)}  # this process's CPU time
+        metrics = final_metrics(cli.trainer)  # before the evaluation's test loop adds its own
         weights = cli.trained_weights(resumed_from=ckpt)
-        return report_rows(cli, scorers, "", {**timing, "weights": weights})
+        return report_rows(cli, scorers, "", {**timing, "weights": weights, "train_metrics": metrics})
 
 
 if __name__ == "__main__":

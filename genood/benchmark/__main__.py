@@ -1,9 +1,10 @@
-"""``python -m genood.benchmark --config experiments/benchmarks/<name>.yaml [--jobs N] [--metric M] [--wandb]``
+"""``python -m genood.benchmark --config experiments/benchmarks/<name>.yaml [--jobs N] [--launcher slurm] [--metric M]``
 
 Runs every (entry, seed) cell of the benchmark file that has no results yet (each an ordinary
 ``python -m genood.train`` run folder under ``benchmarks/<name>/runs/``), then writes ``table.md``,
 ``table.tex``, ``table.csv``, ``cells.json`` and ``<metric>.png`` to ``benchmarks/<name>/``. Re-running
 skips finished cells and re-runs failed ones; ``--no-run`` only re-tabulates (e.g. with another metric).
+``--launcher slurm`` submits the cells as SLURM jobs (submitit), waits for them and tabulates the same way.
 """
 
 from __future__ import annotations
@@ -42,9 +43,37 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--wandb", action="store_true",
                    help="also log the tables and the heatmap to one W&B run (offline unless W&B is configured)")
     p.add_argument("--wandb-project", default="genood", help="W&B project (default genood)")
+    s = p.add_argument_group("SLURM (--launcher slurm: each cell one job of a job array, through submitit)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="where the cells run: this machine (default) or SLURM jobs")
+    s.add_argument("--slurm-partition", default=None, help="partition (default: the cluster's)")
+    s.add_argument("--slurm-time", type=int, default=240, help="wall-time limit per cell, minutes (default 240)")
+    s.add_argument("--slurm-gpus-per-cell", type=int, default=0, help="GPUs per cell (default 0)")
+    s.add_argument("--slurm-cpus-per-cell", type=int, default=2,
+                   help="CPUs per cell, also its OMP_NUM_THREADS unless --threads (default 2)")
+    s.add_argument("--slurm-mem-gb", type=float, default=None, help="memory per cell, GB (default: the cluster's)")
+    s.add_argument("--slurm-array-parallelism", type=int, default=None,
+                   help="at most this many cells run at once (the job array's %%N; default: submitit's 256)")
+    s.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="another sbatch option, e.g. account=myproj or qos=normal (repeatable)")
     a = p.parse_args(argv)
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}")
+    if a.launcher == "slurm" and (a.jobs != 1 or a.gpus):
+        p.error("--jobs and --gpus are for --launcher local; with slurm use --slurm-array-parallelism and "
+                "--slurm-gpus-per-cell")
+    for name in ("slurm_time", "slurm_cpus_per_cell"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if a.slurm_gpus_per_cell < 0 or (a.slurm_array_parallelism is not None and a.slurm_array_parallelism < 1):
+        p.error("--slurm-gpus-per-cell must be >= 0 and --slurm-array-parallelism >= 1")
+    slurm_params = {}
+    for item in a.slurm_param:
+        if "=" not in item:
+            p.error(f"--slurm-param expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        slurm_params[k.strip().lstrip("-")] = v
+    a.slurm_params = slurm_params
     params = {}
     for item in a.param:
         if "=" not in item:
@@ -97,8 +126,19 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if a.only and not selected:
         raise SystemExit(f"genood.benchmark: --only {a.only} matches no cell; cell names look like "
                          f"{cells[0].entry.slug!r} (see --dry-run)")
+    launcher = None
+    if a.launcher == "slurm" and not a.no_run:
+        from .launchers import SubmititLauncher
+
+        try:
+            launcher = SubmititLauncher(out / "slurm", partition=a.slurm_partition, time_min=a.slurm_time,
+                                        gpus_per_cell=a.slurm_gpus_per_cell, cpus_per_cell=a.slurm_cpus_per_cell,
+                                        mem_gb=a.slurm_mem_gb, array_parallelism=a.slurm_array_parallelism,
+                                        additional=a.slurm_params, threads=a.threads, name=f"genood-{bench.name}")
+        except ValueError as e:
+            raise SystemExit(f"genood.benchmark: error: {e}") from None
     outcomes = [] if a.no_run else run_benchmark(bench, selected, jobs=a.jobs, threads=a.threads,
-                                                 gpus=a.gpus.split(",") if a.gpus else None)
+                                                 gpus=a.gpus.split(",") if a.gpus else None, launcher=launcher)
     metric = a.metric or bench.metric
     results = collect(cells)
     tables = build_tables(bench, results, metric, a.decimals)

@@ -1,4 +1,5 @@
-"""Running a benchmark's cells: each one an ordinary genood run in a subprocess, ``--jobs`` at a time.
+"""Running a benchmark's cells: each one an ordinary genood run in a subprocess, on this machine (``--jobs`` at
+a time) or as SLURM jobs (:mod:`.launchers`).
 
 A cell is **finished** when its run folder holds ``results.json``; finished cells are skipped. Every other
 cell (never run, failed, interrupted, or whose results were deleted) runs again from scratch: a leftover
@@ -10,38 +11,42 @@ full log beside its run folder) and never stops the others.
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
-from ..run_dir import ENV_VAR as RUN_DIR_ENV
 from .spec import Benchmark, Cell
 
 FINISHED, FAILED, MISSING = "finished", "failed", "missing"
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b:?.*")
-_ARGPARSE_ERROR = re.compile(r"^\S+: error: .+")
+_ARGPARSE_ERROR = re.compile(r"^(?:\S+: )?error: .+")
 
 
 def error_line(log_text: str) -> str:
     """The most informative last line of a failed run's output: the final Python exception line (or an
-    argparse/jsonargparse ``prog: error: ...`` line), else the last non-empty line. jsonargparse reports a
-    constructor's error as a bullet under "Errors:" below a generic "Does not validate" line: that bullet
-    is the message then."""
+    argparse/jsonargparse ``[prog: ]error: ...`` line), else the last non-empty line. jsonargparse reports a
+    constructor's or a class's error as a bullet under "Errors:" below a generic "Does not validate" line:
+    that bullet (with its detail line when it ends in a colon) is the message then."""
     lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
     for i in range(len(lines) - 1, -1, -1):
         ln = lines[i]
         if _EXCEPTION_LINE.match(ln) or _ARGPARSE_ERROR.match(ln):
-            bullets = [b[2:] for b in lines[i + 1:] if b.startswith("- ") and not b.startswith("- Expected a <class")]
-            if bullets and "Does not validate" in ln:
-                return f"{ln.split(':', 1)[0]}: {bullets[0]}"[:500]
+            generic = "Does not validate" in ln or (i + 1 < len(lines) and "Does not validate" in lines[i + 1])
+            bullets = [j for j in range(i + 1, len(lines))
+                       if lines[j].startswith("- ") and not lines[j].startswith("- Expected a <class")]
+            if bullets and generic:
+                j = bullets[0]
+                text = lines[j][2:]
+                if text.endswith(":") and j + 1 < len(lines) and not lines[j + 1].startswith("- "):
+                    text += " " + lines[j + 1]
+                head = ln.split(":", 1)[0] if "Does not validate" in ln else ln.rstrip(":")
+                return f"{head}: {text}"[:500]
             return ln[:500]
     return lines[-1][:500] if lines else "no output"
 
@@ -71,8 +76,17 @@ class Outcome:
     wall_seconds: float
 
 
-def run_cell(cell: Cell, argv: list[str], env: dict, cwd: Path) -> Outcome:
-    """Run one cell's command, its output to the log beside the run folder; record the outcome."""
+def record_failure(cell: Cell, error: str) -> None:
+    """Record a cell that failed without a run of its own (its source failed, its SLURM job died)."""
+    record = {"entry": cell.entry.name, "seed": cell.seed, "key": cell.key, "status": FAILED, "error": error,
+              "wall_seconds": 0.0, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    cell.status_path.parent.mkdir(parents=True, exist_ok=True)
+    cell.status_path.write_text(json.dumps(record, indent=1))
+
+
+def run_cell(cell: Cell, argv: list[str], env: dict, cwd: Path, extra: Optional[dict] = None) -> Outcome:
+    """Run one cell's command, its output to the log beside the run folder; record the outcome (with
+    ``extra``, e.g. the SLURM job id and host, in the status file)."""
     if cell.run_dir.exists():  # a partial folder of an interrupted or failed attempt: genood never reuses one
         shutil.rmtree(cell.run_dir)
     cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +106,7 @@ def run_cell(cell: Cell, argv: list[str], env: dict, cwd: Path) -> Outcome:
         error = error_line(text) if rc != 0 else "the run exited without writing results.json"
     record = {"entry": cell.entry.name, "seed": cell.seed, "key": cell.key, "status": FINISHED if ok else FAILED,
               "error": error, "returncode": rc, "wall_seconds": round(wall, 3), "command": argv,
-              "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), **(extra or {})}
     cell.status_path.write_text(json.dumps(record, indent=1))
     return Outcome(cell, FINISHED if ok else FAILED, error, wall)
 
@@ -148,40 +162,27 @@ def cells_to_run(cells: Sequence[Cell]) -> list[Cell]:
 
 def run_benchmark(bench: Benchmark, cells: Sequence[Cell], jobs: int = 1, threads: Optional[int] = None,
                   gpus: Optional[Sequence[str]] = None, cwd: Optional[Path] = None, python: str = sys.executable,
-                  stream: TextIO = sys.stdout, on_outcome: Optional[Callable[[Outcome], None]] = None) -> list[Outcome]:
-    """Run every unfinished cell, ``jobs`` at a time; returns the outcomes of the cells run now.
+                  stream: Optional[TextIO] = None, on_outcome: Optional[Callable[[Outcome], None]] = None,
+                  launcher=None) -> list[Outcome]:
+    """Run every unfinished cell; returns the outcomes of the cells run now.
 
-    ``threads``: CPU threads per run (``OMP_NUM_THREADS``; default: the cores divided among the jobs when
-    ``jobs > 1``). ``gpus``: device ids handed out round-robin to the job slots (``CUDA_VISIBLE_DEVICES``).
+    ``launcher`` (:mod:`.launchers`) says where: by default :class:`~.launchers.LocalLauncher` (``jobs`` at a
+    time on this machine, ``threads`` CPU threads per run, default the cores divided among the jobs when
+    ``jobs > 1``; ``gpus``: device ids handed out round-robin to the job slots), or
+    :class:`~.launchers.SubmititLauncher` (SLURM jobs). A cell that re-scores another one is launched once
+    its source has finished.
     """
+    from .launchers import LocalLauncher
+
     cwd = Path(cwd or Path.cwd())
+    stream = stream or sys.stdout
+    launcher = launcher or LocalLauncher(jobs, threads, gpus)
     todo = cells_to_run(cells)
     print(f"benchmark {bench.name}: {len(cells)} cells, {len(cells) - len(todo)} finished earlier (skipped), "
-          f"{len(todo)} to run with {jobs} job(s)", file=stream, flush=True)
+          f"{len(todo)} to run {launcher.describe()}", file=stream, flush=True)
     if not todo:
         return []
-    if threads is None and jobs > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-    base_env = dict(os.environ)
-    base_env.pop(RUN_DIR_ENV, None)  # each cell claims its own run folder (--run_dir)
-    base_env.setdefault("WANDB_SILENT", "true")
-    if threads:
-        base_env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    slots: queue.Queue[int] = queue.Queue()
-    for i in range(jobs):
-        slots.put(i)
-
-    def work(cell: Cell) -> Outcome:
-        slot = slots.get()
-        try:
-            env = dict(base_env)
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = str(gpus[slot % len(gpus)])
-            return run_cell(cell, cell.argv(bench.seed_keys, python), env, cwd)
-        finally:
-            slots.put(slot)
-
-    progress = Progress(len(todo), jobs, stream)
+    progress = Progress(len(todo), min(launcher.parallel, len(todo)), stream)
     pending = list(todo)
     settled: dict[str, str] = {}  # key -> status of the cells run (or refused) now
     outcomes: list[Outcome] = []
@@ -195,21 +196,23 @@ def run_benchmark(bench: Benchmark, cells: Sequence[Cell], jobs: int = 1, thread
         if on_outcome is not None:
             on_outcome(outcome)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with launcher:
         while pending or running:
+            ready = []
             for cell in list(pending):
                 src = cell.source
                 if src is not None and src.key in todo_keys and src.key not in settled:
                     continue  # wait for the source cell
                 pending.remove(cell)
                 if src is not None and settled.get(src.key, FINISHED) != FINISHED:
-                    record = {"entry": cell.entry.name, "seed": cell.seed, "key": cell.key, "status": FAILED,
-                              "error": f"not run: the cell it re-scores ({src.name}) failed", "wall_seconds": 0.0}
-                    cell.status_path.parent.mkdir(parents=True, exist_ok=True)
-                    cell.status_path.write_text(json.dumps(record, indent=1))
-                    finish(Outcome(cell, FAILED, record["error"], 0.0))
+                    error = f"not run: the cell it re-scores ({src.name}) failed"
+                    record_failure(cell, error)
+                    finish(Outcome(cell, FAILED, error, 0.0))
                     continue
-                running[pool.submit(work, cell)] = cell
+                ready.append(cell)
+            if ready:
+                batch = [(c, c.argv(bench.seed_keys, python)) for c in ready]
+                running.update(zip(launcher.submit(batch, cwd), ready))
             if not running:
                 continue
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)

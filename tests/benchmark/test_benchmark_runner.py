@@ -261,6 +261,12 @@ def test_error_line_picks_the_message():
     assert error_line(jsonarg) == "ValueError: PPCANetwork: latent_dim must be in [1, num_dims=64], got 0"
     assert error_line("usage: x\nx: error: unrecognized arguments: --foo\n") == "x: error: unrecognized arguments: --foo"
     assert error_line("Killed\n") == "Killed"
+    unknown_key = ('usage: train.py [-h]\nerror: Parser key "model":\n  Does not validate against any of the Union '
+                   "subtypes\n  Errors:\n    - Problem with given class_path 'genood.models.baseline.PPCA':\n"
+                   "        Option 'latent_dims' is not accepted\n    - Expected a <class 'NoneType'>\n\n"
+                   "genood models (model.class_path): genood.models.baseline.PPCA\n")
+    assert error_line(unknown_key) == ('error: Parser key "model": Problem with given class_path '
+                                       "'genood.models.baseline.PPCA': Option 'latent_dims' is not accepted")
 
 
 def test_tables_of_several_tasks_with_a_failed_seed(tmp_path, monkeypatch):
