@@ -116,13 +116,14 @@ def test_scorer_selection(tmp_path):
     assert {r["scorer"] for r in rows} == {"bpd"}
 
 
-def test_unknown_model_class_lists_genood_models(tmp_path, capsys):
+def test_unknown_model_class_lists_genood_models(tmp_path):
+    from genood.cli import ConfigError
     from genood.train import main
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="'genood.models.NoSuchModel' is not a genood model.*genood.models.baseline.PPCA"):
         main(quick_args(tmp_path, "--model.class_path=genood.models.NoSuchModel"))
-    err = capsys.readouterr().err
-    assert "genood.models.baseline.PPCA" in err and "genood.data.digits.DigitsDataModule" in err
+    with pytest.raises(ConfigError, match="'nosuch.X' is not a genood datamodule.*genood.data.digits.DigitsDataModule"):
+        main(quick_args(tmp_path, "--data.class_path=nosuch.X"))
 
 
 def test_unknown_digits_ood_set_lists_valid_ones(tmp_path):
