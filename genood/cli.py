@@ -34,6 +34,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from .data.base import OODDataModule
 from .checkpoint_io import CheckpointError, read_weights_file
+from .console import console_callbacks, silence_known_noise
 from .evaluation.config import EvaluationConfig
 from .models.base import GenerativeModel, NonFiniteLossError
 from .run_dir import ENV_VAR, claim_run_dir, created_run_dirs
@@ -56,6 +57,7 @@ class _NoPromotionalTips(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoPromotionalTips())
+silence_known_noise()
 
 
 def default_config_path() -> Path:
@@ -136,6 +138,8 @@ class GenoodCLI(LightningCLI):
         Lightning's own ``save_last=True`` on a monitored checkpoint writes ``last.ckpt`` only when a new best
         is saved (Lightning 2.6), so a run whose last epoch is not its best would leave older weights there;
         a second, unmonitored callback that rewrites ``last.ckpt`` after every epoch avoids that."""
+        configured = self.config_init.trainer.get("callbacks") or []
+        console_callbacks(self.trainer.callbacks, configured if isinstance(configured, list) else [configured])
         self.best_checkpoint: Optional[ModelCheckpoint] = None
         self.last_checkpoint: Optional[ModelCheckpoint] = None
         for cb in self.trainer.checkpoint_callbacks:
@@ -392,8 +396,11 @@ def command_line(main: Callable, prog: str) -> None:
 
 
 def report_rows(cli: GenoodCLI, scorers: list, message: str, metadata: Optional[dict] = None) -> list[dict]:
-    """Evaluate, then tell the user where the run folder is (rank 0 only)."""
+    """Evaluate, close the loggers' runs, then tell the user where the run folder is (rank 0 only)."""
     rows = cli.run_evaluation(scorers, metadata)
+    for logger in cli.trainer.loggers:
+        if hasattr(logger, "finish"):  # genood.loggers.WandbLogger
+            logger.finish()
     if cli.trainer.global_rank == 0:
         print(f"{message}run folder: {cli.run_dir}")
     return rows
