@@ -39,7 +39,8 @@ SHORT = {
     "flow": ["--trainer.max_epochs=20"],
     "flowcon": ["--trainer.max_epochs=10", "--model.init_args.classifier_epochs=5"],
     "hvae": ["--trainer.max_epochs=20"],
-    "lmd": ["--trainer.max_epochs=5", "--model.init_args.steps=10", "--data.init_args.ood_sets=[heldout,flipped,blank]"],
+    "lmd": ["--trainer.max_epochs=5", "--model.init_args.steps=10",
+            "--data.init_args.ood_sets=[heldout,flipped,blank]"],
     "msma": ["--trainer.max_epochs=10", "--model.init_args.flow_epochs=200"],
 }
 QUICK = ["--trainer.max_epochs=1"]

@@ -138,7 +138,7 @@ class GenoodCLI(LightningCLI):
         Lightning's own ``save_last=True`` on a monitored checkpoint writes ``last.ckpt`` only when a new best
         is saved (Lightning 2.6), so a run whose last epoch is not its best would leave older weights there;
         a second, unmonitored callback that rewrites ``last.ckpt`` after every epoch avoids that."""
-        configured = self.config_init.trainer.get("callbacks") or []
+        configured = self.config.trainer.get("callbacks") or []
         console_callbacks(self.trainer.callbacks, configured if isinstance(configured, list) else [configured])
         self.best_checkpoint: Optional[ModelCheckpoint] = None
         self.last_checkpoint: Optional[ModelCheckpoint] = None
@@ -310,10 +310,12 @@ def load_weights(model: GenerativeModel, ckpt_path: str) -> dict:
         built = f"{type(model).__module__.rsplit('.', 1)[0]}.{type(model).__name__}"
         what = (f"{len(missing)} missing and {len(unexpected)} unexpected or mismatched weights, e.g. "
                 + ", ".join([*missing[:1], *unexpected[:1]]))
+        head = (f"holds a {saved_class} with other shapes than the config's" if saved_class == built else
+                f"holds a {saved_class}, the config builds a {built}")
         raise CheckpointError(
-            f"checkpoint {path} holds a {saved_class}, the config builds a {built} that does not fit it ({what}); "
-            "score it with the config of the run that wrote it (python -m genood.evaluate --ckpt_path "
-            f"{path} reads the config.yaml beside it; drop --config and --model.* overrides)")
+            f"checkpoint {path} {head} ({what}); score it with the config of the run that wrote it "
+            f"(python -m genood.evaluate --ckpt_path {path} reads the config.yaml beside it; drop --config and "
+            "--model.* overrides)")
     model.load_state_dict(ckpt["state_dict"])
     return {"epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
 

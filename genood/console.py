@@ -15,7 +15,7 @@ import warnings
 from datetime import timedelta
 from typing import Optional, Sequence
 
-from lightning.pytorch.callbacks import ProgressBar, RichModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar, RichModelSummary, RichProgressBar
 
 # seconds between two plain progress lines (GENOOD_PROGRESS_INTERVAL overrides it)
 PROGRESS_INTERVAL = 15.0
@@ -154,7 +154,8 @@ class QuietModelSummary(RichModelSummary):
         data = [(name, column) for name, column in summary_data if name != "FLOPs"]
         table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
         for name, _ in data:
-            table.add_column(name, justify="right" if "Params" in name else "left", style="dim" if name == " " else None)
+            table.add_column(name, justify="right" if "Params" in name else "left",
+                             style="dim" if name == " " else None)
         for row in zip(*(column for _, column in data)):
             table.add_row(*row)
         console = get_console()
@@ -172,15 +173,33 @@ def default_progress_bar() -> ProgressBar:
     return PlainProgress(float(os.environ.get("GENOOD_PROGRESS_INTERVAL", PROGRESS_INTERVAL)))
 
 
+def _named_classes(configured: Sequence) -> list[type]:
+    """The classes of the trainer callbacks a config names (``{"class_path": ...}`` entries)."""
+    import importlib
+
+    out = []
+    for c in configured:
+        path = c.get("class_path") if hasattr(c, "get") else None
+        if isinstance(path, str) and "." in path:
+            module, name = path.rsplit(".", 1)
+            try:
+                out.append(getattr(importlib.import_module(module), name))
+            except (ImportError, AttributeError):
+                pass
+    return out
+
+
 def console_callbacks(callbacks: list, configured: Sequence) -> None:
-    """Replace, in the trainer's ``callbacks`` list, Lightning's default progress bar and model summary (not
-    those in ``configured``, the user's) by genood's."""
+    """Replace, in the trainer's ``callbacks`` list, Lightning's default progress bar and model summary by
+    genood's, unless ``configured`` (the config's ``trainer.callbacks`` entries) names a progress bar or a
+    model summary of its own."""
+    named = _named_classes(configured)
+    own_bar = any(issubclass(c, ProgressBar) for c in named if isinstance(c, type))
+    own_summary = any(issubclass(c, ModelSummary) for c in named if isinstance(c, type))
     for i, cb in enumerate(callbacks):
-        if any(cb is c for c in configured):
-            continue
-        if type(cb) is RichProgressBar:
+        if type(cb) is RichProgressBar and not own_bar:
             callbacks[i] = default_progress_bar()
-        elif type(cb) is RichModelSummary:
+        elif type(cb) is RichModelSummary and not own_summary:
             callbacks[i] = QuietModelSummary(max_depth=cb._max_depth)
 
 

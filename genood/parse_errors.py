@@ -104,7 +104,8 @@ def one_line(message: str, classes: dict[str, Sequence[str]], config_root: Optio
             broken = list(classes.get("broken", []))
             close = _closest(class_path, known, key=lambda s: s.rsplit(".", 1)[-1])
             return (f"{key}.class_path {class_path!r} is not a genood {kind}"
-                    + (f" (did you mean {close}?)" if close else "") + f": {reason}; genood {kind}s: " + ", ".join(known)
+                    + (f" (did you mean {close}?)" if close else "")
+                    + f": {reason}; genood {kind}s: " + ", ".join(known)
                     + ("; could not import: " + "; ".join(broken) if broken else ""))
         option = re.search(r"Option '([^']+)' is not accepted", reason)
         if option:

@@ -98,7 +98,8 @@ def test_wrong_class_path_is_one_line_naming_it_and_the_classes(tmp_path):
 
     line = _only_line(_cli("genood.train", *quick_args(tmp_path, "--model.class_path=genood.models.hvae.HVAEE")),
                       "genood.train")
-    assert "model.class_path 'genood.models.hvae.HVAEE' is not a genood model (did you mean genood.models.hvae.HVAE?)" in line
+    assert ("model.class_path 'genood.models.hvae.HVAEE' is not a genood model "
+            "(did you mean genood.models.hvae.HVAE?)") in line
     assert "genood models: " + ", ".join(known_classes()["model"]) in line
     assert "Union" not in line and "NestedArg" not in line
     # the same from a config file
@@ -125,14 +126,16 @@ def test_wrong_argument_of_a_class_is_one_line():
         with pytest.raises(ConfigError) as e:
             main(quick_args("/nonexistent-output", extra))
         assert str(e.value) == expected
-    assert one_line("unrecognized arguments: --nosuch=1", {}) == "unrecognized arguments: --nosuch=1 (--help lists the options)"
+    assert (one_line("unrecognized arguments: --nosuch=1", {})
+            == "unrecognized arguments: --nosuch=1 (--help lists the options)")
 
 
 def test_checkpoint_of_another_model_family_is_one_short_line(ppca_run, tmp_path):
     _, run, _ = ppca_run
-    proc = _cli("genood.evaluate", "--ckpt_path", str(run / "last.ckpt"), "--config", str(REPO / "configs/hvae/digits.yaml"),
-                f"--output_root={tmp_path}", "--trainer.accelerator=cpu")
-    _assert_one_clear_line(proc, "genood.evaluate", f"checkpoint {run / 'last.ckpt'} holds a genood.models.baseline.PPCA",
+    proc = _cli("genood.evaluate", "--ckpt_path", str(run / "last.ckpt"), "--config",
+                str(REPO / "configs/hvae/digits.yaml"), f"--output_root={tmp_path}", "--trainer.accelerator=cpu")
+    _assert_one_clear_line(proc, "genood.evaluate",
+                           f"checkpoint {run / 'last.ckpt'} holds a genood.models.baseline.PPCA",
                            "the config builds a genood.models.hvae.HVAE", "drop --config")
     line = next(line for line in proc.stderr.splitlines() if line.startswith("genood.evaluate: error: "))
     assert "hyper" not in line and "latent_dim" not in line and len(line) < 600, line

@@ -69,3 +69,16 @@ def test_rich_progress_bar_names_the_scoring_set():
     bar.set_names = ["ID fit split", "digits", "blank"]
     bar._current_eval_dataloader_idx = 2
     assert bar.test_description == "Scoring blank (3/3)"
+
+
+def test_a_progress_bar_or_summary_the_config_names_is_kept():
+    from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+
+    from genood.console import PlainProgress, QuietModelSummary, ScoringProgressBar, console_callbacks
+
+    callbacks = [RichProgressBar(), RichModelSummary()]  # as Lightning adds them
+    console_callbacks(callbacks, [{"class_path": "lightning.pytorch.callbacks.RichProgressBar"}])
+    assert type(callbacks[0]) is RichProgressBar and type(callbacks[1]) is QuietModelSummary
+    callbacks = [RichProgressBar(), RichModelSummary()]
+    console_callbacks(callbacks, [])
+    assert isinstance(callbacks[0], (PlainProgress, ScoringProgressBar)) and type(callbacks[1]) is QuietModelSummary

@@ -163,7 +163,7 @@ def test_unknown_model_class_lists_genood_models(tmp_path):
     from genood.cli import ConfigError
     from genood.train import main
 
-    with pytest.raises(ConfigError, match="'genood.models.NoSuchModel' is not a genood model.*genood.models.baseline.PPCA"):
+    with pytest.raises(ConfigError, match="'genood.models.NoSuchModel' is not a genood model.*baseline.PPCA"):
         main(quick_args(tmp_path, "--model.class_path=genood.models.NoSuchModel"))
     with pytest.raises(ConfigError, match="'nosuch.X' is not a genood datamodule.*genood.data.digits.DigitsDataModule"):
         main(quick_args(tmp_path, "--data.class_path=nosuch.X"))

@@ -38,10 +38,12 @@ def plot_histogram(ax, by_set: dict[str, np.ndarray], id_name: str, scorer: str)
     width = bins[1] - bins[0]
     if (everything < lo).any():
         ax.axvspan(lo, lo + width, color="0.85", zorder=0)
-        ax.annotate(f"scores ≤ {lo:.3g}", (lo, 1.0), xycoords=("data", "axes fraction"), ha="left", va="bottom", fontsize=7)
+        ax.annotate(f"scores ≤ {lo:.3g}", (lo, 1.0), xycoords=("data", "axes fraction"), ha="left", va="bottom",
+                    fontsize=7)
     if (everything > hi).any():
         ax.axvspan(hi - width, hi, color="0.85", zorder=0)
-        ax.annotate(f"scores ≥ {hi:.3g}", (hi, 1.0), xycoords=("data", "axes fraction"), ha="right", va="bottom", fontsize=7)
+        ax.annotate(f"scores ≥ {hi:.3g}", (hi, 1.0), xycoords=("data", "axes fraction"), ha="right", va="bottom",
+                    fontsize=7)
     ax.set(xlabel=f"{scorer} (higher = more OOD); all scores span [{everything.min():.3g}, {everything.max():.3g}]",
            ylabel="density")
     ax.set_title(f"{scorer}: score distributions", pad=14)
