@@ -28,16 +28,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
+from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from .data.base import OODDataModule
 from .checkpoint_io import CheckpointError, read_weights_file
+from .console import console_callbacks, silence_known_noise
 from .evaluation.config import EvaluationConfig
 from .models.base import GenerativeModel, NonFiniteLossError
 from .run_dir import ENV_VAR, claim_run_dir, created_run_dirs
 
 DEFAULT_CONFIG = "configs/default.yaml"
+
+# CPU threads per process when --threads is not given: None = torch's default (one per core), or a number.
+DEFAULT_THREADS: Optional[int] = None
+
+
+class ConfigError(ValueError):
+    """A command line or config file jsonargparse rejected (missing file, unknown class, bad value)."""
 
 
 class _NoPromotionalTips(logging.Filter):
@@ -48,6 +57,7 @@ class _NoPromotionalTips(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoPromotionalTips())
+silence_known_noise()
 
 
 def default_config_path() -> Path:
@@ -69,11 +79,12 @@ def with_default_config(argv: list[str]) -> list[str]:
 class GenoodCLI(LightningCLI):
     def __init__(self, args: Optional[list[str]] = None, **kwargs):
         self.run_dir: Optional[Path] = None
+        parser_kwargs = {"exit_on_error": False, **kwargs.pop("parser_kwargs", {})}  # errors: parse_arguments
         with warnings.catch_warnings():  # we always pass args (the default config is prepended to sys.argv)
             warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
             super().__init__(
                 GenerativeModel, OODDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
-                save_config_callback=None, seed_everything_default=0, args=args,
+                save_config_callback=None, seed_everything_default=0, args=args, parser_kwargs=parser_kwargs,
                 trainer_defaults={"num_sanity_val_steps": 0, "log_every_n_steps": 10}, **kwargs)
         self.after_instantiate()
         self.save_resolved_config()
@@ -85,16 +96,22 @@ class GenoodCLI(LightningCLI):
                             help="explicit run folder (needed under torchrun/SLURM); must be new or empty")
         parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                             help="train: resume from this checkpoint (e.g. <run>/last.ckpt); evaluate: the checkpoint to score")
+        parser.add_argument("--threads", type=Optional[int], default=DEFAULT_THREADS,
+                            help="CPU threads of this process and its workers (torch, BLAS, OpenMP); null = torch's "
+                                 "default (one per core). Use 1 on a machine shared with other jobs. Results repeat "
+                                 "exactly only under the same thread count and device")
         parser.add_class_arguments(EvaluationConfig, "evaluation")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:
+        """As LightningCLI's, but a rejected argument or config file is one :class:`ConfigError` line naming the
+        file, class or key and what exists (not jsonargparse's usage block and nested Union report)."""
+        from .parse_errors import one_line
+
         try:
             super().parse_arguments(parser, args)
-        except SystemExit as e:
-            if e.code not in (0, None):
-                sys.stderr.write(known_classes_hint())
-            raise
+        except ArgumentError as e:
+            raise ConfigError(one_line(str(e), known_classes(), _config_root())) from None
 
     def instantiate_classes(self) -> None:
         """As LightningCLI's, but a constructor's own error (a bad value, a missing dataset) is raised as it
@@ -110,6 +127,7 @@ class GenoodCLI(LightningCLI):
             raise root from None
 
     def before_instantiate_classes(self) -> None:
+        set_threads(self.config.threads)  # before the datamodule and model are built
         self.run_dir = claim_run_dir(self.config.output_root, self.config.experiment, self.config.run_dir)
         self.config.trainer.default_root_dir = str(self.run_dir)
 
@@ -120,6 +138,8 @@ class GenoodCLI(LightningCLI):
         Lightning's own ``save_last=True`` on a monitored checkpoint writes ``last.ckpt`` only when a new best
         is saved (Lightning 2.6), so a run whose last epoch is not its best would leave older weights there;
         a second, unmonitored callback that rewrites ``last.ckpt`` after every epoch avoids that."""
+        configured = self.config.trainer.get("callbacks") or []
+        console_callbacks(self.trainer.callbacks, configured if isinstance(configured, list) else [configured])
         self.best_checkpoint: Optional[ModelCheckpoint] = None
         self.last_checkpoint: Optional[ModelCheckpoint] = None
         for cb in self.trainer.checkpoint_callbacks:
@@ -212,6 +232,36 @@ def _subclasses(cls) -> list[str]:
     return sorted(set(out))
 
 
+def known_classes() -> dict[str, list[str]]:
+    """``{"model": [...], "data": [...], "broken": [...]}``: the genood classes a config's ``class_path`` may
+    name, and the modules that failed to import (with their error)."""
+    broken = _discover("genood.models") + _discover("genood.data")
+    return {"model": _subclasses(GenerativeModel), "data": _subclasses(OODDataModule), "broken": broken}
+
+
+def _config_root() -> Optional[Path]:
+    try:
+        return default_config_path().parent
+    except FileNotFoundError:
+        return None
+
+
+def set_threads(n: Optional[int]) -> None:
+    """Use ``n`` CPU threads in this process (torch's intra-op pool, and through threadpoolctl the BLAS and
+    OpenMP pools of numpy, scipy and scikit-learn) and in the processes it starts (``OMP_NUM_THREADS``,
+    ``MKL_NUM_THREADS``: DDP workers, benchmark cells); None leaves the defaults (one thread per core)."""
+    if n is None:
+        return
+    if n < 1:
+        raise ValueError(f"--threads must be a positive number of CPU threads, got {n}")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
+    os.environ.update(OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n))
+
+
 def known_classes_hint() -> str:
     """The genood models and datamodules a config's ``class_path`` may name, found by importing every model
     family under ``genood/models/`` and every module under ``genood/data/`` (a new family needs no list);
@@ -270,11 +320,16 @@ def load_weights(model: GenerativeModel, ckpt_path: str) -> dict:
             unexpected.append(f"{k} (shape {tuple(v.shape)} vs model {tuple(own[k].shape)})")
     missing = [k for k in own if k not in ckpt["state_dict"]]
     if missing or unexpected:
-        hp = ckpt.get("hyper_parameters", {})
+        saved_class = (ckpt.get("hyper_parameters") or {}).get("_class_path", "an unknown model class")
+        built = f"{type(model).__module__.rsplit('.', 1)[0]}.{type(model).__name__}"
+        what = (f"{len(missing)} missing and {len(unexpected)} unexpected or mismatched weights, e.g. "
+                + ", ".join([*missing[:1], *unexpected[:1]]))
+        head = (f"holds a {saved_class} with other shapes than the config's" if saved_class == built else
+                f"holds a {saved_class}, the config builds a {built}")
         raise CheckpointError(
-            f"checkpoint {path} does not match {type(model).__name__} built from the config "
-            f"(checkpoint hyper-parameters: {hp}); missing keys: {missing[:5]}, unexpected/mismatched: "
-            f"{unexpected[:5]}. Evaluate it with the config of the run that wrote it.")
+            f"checkpoint {path} {head} ({what}); score it with the config of the run that wrote it "
+            f"(python -m genood.evaluate --ckpt_path {path} reads the config.yaml beside it; drop --config and "
+            "--model.* overrides)")
     model.load_state_dict(ckpt["state_dict"])
     return {"epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
 
@@ -297,15 +352,19 @@ class RunScope(Callback):
 def run_folder_scope():
     """Within it, a run claims one folder (shared with its DDP workers); on exit the launching process
     forgets it, so a later run in the same process gets a new one. A run that fails before
-    :meth:`RunScope.started` (a bad config value, a missing dataset, a bad checkpoint) and wrote no
-    checkpoint or results leaves no folder behind: the folder it created is removed (an explicit
-    ``--run_dir`` that existed is only emptied of the ``config.yaml`` written here)."""
+    :meth:`RunScope.started` (a bad config value, a missing dataset, a bad checkpoint), or is interrupted by a
+    signal at any point (:class:`genood.interrupt.RunInterrupted`), and wrote no checkpoint or results leaves
+    no folder behind: the folder it created is removed (an explicit ``--run_dir`` that existed, empty, is
+    emptied again)."""
+    from .interrupt import RunInterrupted
+
     claimed_here = ENV_VAR not in os.environ
     scope = RunScope()
     try:
         yield scope
-    except BaseException:
-        if claimed_here and not scope.has_started and os.environ.get(ENV_VAR):
+    except BaseException as e:
+        stopped_early = not scope.has_started or isinstance(e, RunInterrupted)
+        if claimed_here and stopped_early and os.environ.get(ENV_VAR):
             _remove_unused_run_dir(Path(os.environ[ENV_VAR]))
         raise
     finally:
@@ -322,8 +381,9 @@ def _remove_unused_run_dir(path: Path) -> None:
         parent = path.parent
         if path.name.startswith("version_") and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()  # the experiment folder, now empty
-    elif (path / "config.yaml").is_file():
-        (path / "config.yaml").unlink()
+    else:  # an explicit --run_dir that existed: it was empty when claimed (genood.run_dir.claim_run_dir)
+        for child in path.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 # Errors a user can fix from the message alone: the command line prints them without a traceback.
@@ -333,23 +393,31 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 
 def command_line(main: Callable, prog: str) -> None:
     """Run ``main()`` as the command ``python -m <prog>``: a known user error (:data:`USER_ERRORS`) prints one
-    line ``<prog>: error: <message>`` and exits with status 2; ``GENOOD_TRACEBACK=1`` shows the traceback."""
+    line ``<prog>: error: <message>`` and exits with status 2; ``GENOOD_TRACEBACK=1`` shows the traceback. A
+    run stopped by SIGTERM / SIGINT prints one line ``<prog>: interrupted by ...; resume with: <command>``
+    (on the first rank) and exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT)."""
+    from .interrupt import RunInterrupted
+
     try:
         main()
+    except RunInterrupted as e:
+        if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("RANK", "0") == "0":
+            sys.stderr.write(f"{prog}: {e}\n")
+        sys.exit(e.exit_code)
     except USER_ERRORS as e:
         if os.environ.get("GENOOD_TRACEBACK"):
             raise
-        sys.stderr.write(f"{prog}: error: {e}\n(set GENOOD_TRACEBACK=1 for the traceback)\n")
+        sys.stderr.write(f"{prog}: error: {e}\n")
         sys.exit(2)
 
 
 def report_rows(cli: GenoodCLI, scorers: list, message: str, metadata: Optional[dict] = None) -> list[dict]:
-    """Evaluate, then tell the user where the run folder is (rank 0 only)."""
+    """Evaluate, close the loggers' runs, then tell the user where the run folder is (rank 0 only)."""
     rows = cli.run_evaluation(scorers, metadata)
+    for logger in cli.trainer.loggers:
+        if hasattr(logger, "finish"):  # genood.loggers.WandbLogger
+            logger.finish()
     if cli.trainer.global_rank == 0:
         print(f"{message}run folder: {cli.run_dir}")
     return rows
 
-
-def main_argv(argv: Optional[list[str]]) -> list[str]:
-    return with_default_config(list(sys.argv[1:] if argv is None else argv))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from .cli import GenoodCLI, build_scorers, command_line, load_weights, report_rows, run_folder_scope
+from .interrupt import INTERRUPTIONS, resume_command, stop_on_signals
 
 
 def _split_ckpt_arg(argv: list[str]) -> tuple[Optional[str], list[str]]:
@@ -61,15 +62,22 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     # the training run's folder settings never carry over (a new folder unless --run_dir is given here), and
     # the evaluation run's config.yaml records the scored checkpoint
     args = _after_configs(rest, ["--run_dir=null", f"--ckpt_path={ckpt}"])
-    with run_folder_scope():  # a failed evaluation leaves no folder without results behind
-        cli = GenoodCLI(args=args)
-        scorers = build_scorers(cli.model, cli.config.evaluation)
-        saved = load_weights(cli.model, ckpt)
-        weights = {"source": "checkpoint", "checkpoint": "given", "path": str(Path(ckpt).resolve()), **saved}
-        if cli.trainer.global_rank == 0:
-            print(f"genood: evaluating {weights['path']} (epoch {saved.get('epoch')}, global step "
-                  f"{saved.get('global_step')})")
-        return report_rows(cli, scorers, f"evaluated {ckpt}; ", {"weights": weights})
+    # a failed or interrupted evaluation leaves no folder without results behind
+    with run_folder_scope(), stop_on_signals() as guard:
+        try:
+            cli = GenoodCLI(args=args)
+            guard.watch(cli.trainer)
+            scorers = build_scorers(cli.model, cli.config.evaluation)
+            saved = load_weights(cli.model, ckpt)
+            weights = {"source": "checkpoint", "checkpoint": "given", "path": str(Path(ckpt).resolve()), **saved}
+            if cli.trainer.global_rank == 0:
+                print(f"genood: evaluating {weights['path']} (epoch {saved.get('epoch')}, global step "
+                      f"{saved.get('global_step')})")
+            return report_rows(cli, scorers, f"evaluated {ckpt}; ", {"weights": weights})
+        except INTERRUPTIONS:
+            again = resume_command("genood.evaluate", [*_split_ckpt_arg(argv)[1]], ckpt)
+            raise guard.interrupted(f"while scoring, nothing was written (no run folder); start again with: {again}") \
+                from None
 
 
 if __name__ == "__main__":

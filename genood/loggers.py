@@ -47,4 +47,18 @@ class WandbLogger(_LightningWandbLogger):
             name = "/".join(run_dir.rstrip("/").split("/")[-2:])
         if offline is None:
             offline = "WANDB_MODE" not in os.environ and not wandb_configured()
+        if kwargs.get("settings") is None:  # genood prints its own results table: no W&B history / summary panel
+            import wandb
+
+            kwargs["settings"] = wandb.Settings(max_end_of_run_history_metrics=0, max_end_of_run_summary_metrics=0)
         super().__init__(project=project, name=name, save_dir=save_dir, offline=offline, log_model=log_model, **kwargs)
+        # Lightning passes anonymous=None, which W&B 0.31 answers with a deprecation warning on every run
+        self._wandb_init.pop("anonymous", None)
+
+    def finish(self) -> None:
+        """End the W&B run once genood has logged everything (the evaluation comes after ``fit``). Left to the
+        interpreter's exit, W&B's service prints its closing lines (how to sync, where the logs are) with
+        colour codes even into a log file; finished here, W&B prints them plainly when the output is not a
+        terminal."""
+        if self._experiment is not None:
+            self._experiment.finish()

@@ -1,8 +1,9 @@
-"""Where a result came from: code version, library versions, device and seed, recorded in every run folder.
+"""Where a result came from: code version, library versions, device, threads and seed, recorded in every run folder.
 
 :func:`provenance` is written into ``results.json``'s ``metadata`` (with the wall times and the weights
 that were evaluated, filled in by the CLI), so a number in a paper table can be traced to the commit,
-the libraries and the hardware that produced it.
+the libraries and the hardware that produced it. Results repeat exactly for the same seed only on the same
+device and with the same number of CPU threads (reductions are split differently), so both are recorded.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ def device_name(device: Optional[torch.device] = None) -> str:
 
 
 def provenance(device: Optional[torch.device] = None, seed: Optional[int] = None, world_size: int = 1) -> dict:
-    """Versions, commit, device and seed of this process, as JSON-ready values."""
+    """Versions, commit, device, CPU threads and seed of this process, as JSON-ready values.
+
+    ``cuda`` is the CUDA version actually used (None when ``device`` is not a CUDA device);
+    ``torch_cuda_build`` is the CUDA version torch was built with (None for a CPU-only build), whatever the
+    device. ``threads`` is ``torch.get_num_threads()`` (genood's ``--threads``)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
     import lightning
 
     import genood
@@ -54,8 +60,10 @@ def provenance(device: Optional[torch.device] = None, seed: Optional[int] = None
         "python": platform.python_version(),
         "torch": torch.__version__,
         "lightning": lightning.__version__,
-        "cuda": torch.version.cuda,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "torch_cuda_build": torch.version.cuda,
         "device": device_name(device),
+        "threads": torch.get_num_threads(),
         "world_size": int(world_size),
         "seed": seed,
     }

@@ -81,7 +81,9 @@ def test_evaluation_checkpoint_best_evaluates_best_ckpt(diverging_run, tmp_path,
     # the same seed gives the same best.ckpt, and scoring it reproduces the "best" run
     assert evaluate(["--ckpt_path", str(run / "best.ckpt"), *EVAL_FLAGS,
                      f"--output_root={tmp_path / 'again'}"]) == rows_best
-    with pytest.raises(SystemExit):  # not a choice: rejected when the arguments are parsed
+    from genood.cli import ConfigError
+
+    with pytest.raises(ConfigError, match="evaluation.checkpoint"):  # not a choice: rejected when parsed
         train(quick_args(tmp_path, "--evaluation.checkpoint=middle", epochs=1))
 
 

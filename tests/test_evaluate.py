@@ -65,7 +65,8 @@ def test_mismatched_checkpoint_is_a_clear_error(ppca_run, tmp_path):
     from genood.evaluate import main
 
     _, run, _ = ppca_run
-    with pytest.raises(RuntimeError, match="does not match PPCA"):
+    with pytest.raises(RuntimeError, match="holds a genood.models.baseline.PPCA with other shapes than the config's "
+                                           r"\(0 missing and 1 unexpected or mismatched weights, e.g. net.cov_factor"):
         main(["--ckpt_path", str(run / "last.ckpt"), "--model.init_args.latent_dim=3", *EVAL_FLAGS,
               f"--output_root={tmp_path}"])
 

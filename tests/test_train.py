@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 
 import numpy as np
 import pytest
@@ -54,6 +55,9 @@ def test_results_metadata_records_provenance_and_timings(ppca_run):
     if head.returncode == 0:  # a git checkout: the commit is recorded, with a dirty flag
         assert meta["git_commit"] == head.stdout.strip() and isinstance(meta["git_dirty"], bool)
     assert meta["seed"] == 0 and meta["world_size"] == 1 and meta["device"].startswith("cpu")
+    # the CUDA version only when a CUDA device ran it; the build's own under its name
+    assert meta["cuda"] is None and meta["torch_cuda_build"] == torch.version.cuda
+    assert meta["threads"] == torch.get_num_threads()
     assert meta["train_seconds"] > 0 and meta["scoring_seconds"] > 0
     assert meta["weights"]["epochs_completed"] == 3
     # every ID test, fit and OOD sample was scored once
@@ -74,6 +78,45 @@ def test_scores_npz_reproduces_the_table(ppca_run):
     row = next(r for r in rows if r["scorer"] == "typicality" and r["ood_set"] == "constant")
     m = ood_metrics(z["score/typicality/digits"], z["score/typicality/constant"])
     assert m["auroc"] == pytest.approx(row["auroc"], abs=1e-12)
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    """--threads changes this process's torch / BLAS / OpenMP thread pools and OMP_NUM_THREADS: put them back."""
+    from threadpoolctl import ThreadpoolController
+
+    libs = ThreadpoolController().lib_controllers
+    saved = [lib.num_threads for lib in libs]
+    n = torch.get_num_threads()
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(key, os.environ.get(key, ""))
+    yield
+    torch.set_num_threads(n)
+    for lib, k in zip(libs, saved):
+        lib.set_num_threads(k)
+
+
+def test_threads_option_sets_and_records_the_thread_count(tmp_path, restore_threads):
+    from threadpoolctl import threadpool_info
+
+    from genood.evaluation.report import read_results
+    from genood.train import main
+
+    main(quick_args(tmp_path, "--threads=1", "--evaluation.scorers=[nll]", "--evaluation.plots=false", epochs=1))
+    meta = read_results(run_folders(tmp_path)[-1])["metadata"]
+    assert meta["threads"] == 1 and torch.get_num_threads() == 1
+    assert all(lib["num_threads"] == 1 for lib in threadpool_info())  # numpy / scipy / scikit-learn pools too
+    assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1"  # for worker processes
+    with pytest.raises(ValueError, match="--threads must be a positive number"):
+        main(quick_args(tmp_path, "--threads=0"))
+
+
+def test_provenance_names_cuda_only_for_a_cuda_device():
+    from genood.provenance import provenance
+
+    cpu = provenance(torch.device("cpu"))
+    assert cpu["cuda"] is None and cpu["torch_cuda_build"] == torch.version.cuda
+    assert provenance(torch.device("cuda", 0))["cuda"] == torch.version.cuda
 
 
 def test_rerun_gets_a_new_folder_and_same_seed_same_metrics(ppca_run):
@@ -116,13 +159,14 @@ def test_scorer_selection(tmp_path):
     assert {r["scorer"] for r in rows} == {"bpd"}
 
 
-def test_unknown_model_class_lists_genood_models(tmp_path, capsys):
+def test_unknown_model_class_lists_genood_models(tmp_path):
+    from genood.cli import ConfigError
     from genood.train import main
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="'genood.models.NoSuchModel' is not a genood model.*baseline.PPCA"):
         main(quick_args(tmp_path, "--model.class_path=genood.models.NoSuchModel"))
-    err = capsys.readouterr().err
-    assert "genood.models.baseline.PPCA" in err and "genood.data.digits.DigitsDataModule" in err
+    with pytest.raises(ConfigError, match="'nosuch.X' is not a genood datamodule.*genood.data.digits.DigitsDataModule"):
+        main(quick_args(tmp_path, "--data.class_path=nosuch.X"))
 
 
 def test_unknown_digits_ood_set_lists_valid_ones(tmp_path):

@@ -61,25 +61,51 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _cells(rows: list[dict]) -> list[list[str]]:
+    """The table's cells: with bootstrap intervals (``<metric>_lo``/``_hi``, ``--evaluation.bootstrap N``)
+    a metric reads ``0.953 [0.941, 0.964]`` and every metric has 3 decimals, otherwise 4."""
+    with_ci = any(f"{m}_lo" in r for r in rows for m in METRIC_NAMES)
+
+    def cell(r: dict, c: str) -> str:
+        if c not in METRIC_NAMES or not with_ci:
+            return _fmt(r[c])
+        if f"{c}_lo" in r:
+            return f"{r[c]:.3f} [{r[c + '_lo']:.3f}, {r[c + '_hi']:.3f}]"
+        return f"{r[c]:.3f}"
+
+    return [[cell(r, c) for c in COLUMNS] for r in rows]
+
+
+def _legend(rows: list[dict]) -> str:
+    text = "AUROC, AUPR-In/Out: higher is better; FPR95, FPR80, AUTC: lower is better."
+    if any(f"{m}_lo" in r for r in rows for m in METRIC_NAMES):
+        text += " [lo, hi]: 95% bootstrap percentile interval (ID and OOD scores resampled independently)."
+    return text
+
+
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines) + "\n\nAUROC, AUPR-In/Out: higher is better; FPR95, FPR80, AUTC: lower is better.\n"
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows)]
+    return "\n".join(lines) + f"\n\n{_legend(rows)}\n"
 
 
 def print_table(rows: list[dict], title: str = "OOD detection results") -> None:
-    """A rich table on the console (plain text when stdout is not a terminal)."""
+    """A rich table on the console (plain text when stdout is not a terminal, then as wide as the table)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    with_ci = any(f"{m}_lo" in r for r in rows for m in METRIC_NAMES)
+    table = Table(title=title, caption=escape(_legend(rows)) if with_ci else None)
     for c in COLUMNS:
         table.add_column(c, justify="left" if c in ("scorer", "ood_set", "group") else "right")
     previous = None
-    for r in rows:
+    for r, cells in zip(rows, _cells(rows)):
         if previous is not None and r["scorer"] != previous:
             table.add_section()
         previous = r["scorer"]
         style = "bold" if r["ood_set"].startswith("mean_") else None
-        table.add_row(*(_fmt(r[c]) for c in COLUMNS), style=style)
-    Console(width=max(120, Console().width)).print(table)
+        table.add_row(*(escape(c) for c in cells), style=style)
+    console = Console()
+    width = max(120, console.width) if console.is_terminal or not with_ci else max(200, console.width)
+    Console(width=width).print(table)

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from ..console import name_scoring_sets
 from ..data.base import EvalSet, OODDataModule
 from ..provenance import provenance
 from ..scoring.base import Scorer
@@ -131,6 +132,7 @@ def evaluate(trainer: Trainer, model: LightningModule, datamodule: OODDataModule
         sets = [(FIT_SET, "id"), *sets]
     callback = OODEvaluationCallback(scorers, sets, run_dir, plots=plots, print_table=print_table,
                                      bootstrap=bootstrap, metadata=metadata)
+    name_scoring_sets(trainer, ["ID fit split" if name == FIT_SET else name for name, _ in sets])
     trainer.callbacks.append(callback)
     try:
         with warnings.catch_warnings():  # the sampler's padded repeats are dropped by gather_unique
