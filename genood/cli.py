@@ -36,6 +36,7 @@ from .data.base import OODDataModule
 from .checkpoint_io import CheckpointError, read_weights_file
 from .console import console_callbacks, silence_known_noise
 from .evaluation.config import EvaluationConfig
+from .last_checkpoint import LastCheckpoint
 from .models.base import GenerativeModel, NonFiniteLossError
 from .run_dir import ENV_VAR, claim_run_dir, created_run_dirs
 
@@ -137,11 +138,11 @@ class GenoodCLI(LightningCLI):
 
         Lightning's own ``save_last=True`` on a monitored checkpoint writes ``last.ckpt`` only when a new best
         is saved (Lightning 2.6), so a run whose last epoch is not its best would leave older weights there;
-        a second, unmonitored callback that rewrites ``last.ckpt`` after every epoch avoids that."""
+        :class:`genood.last_checkpoint.LastCheckpoint` writes it at epoch ends and always at the end."""
         configured = self.config.trainer.get("callbacks") or []
         console_callbacks(self.trainer.callbacks, configured if isinstance(configured, list) else [configured])
         self.best_checkpoint: Optional[ModelCheckpoint] = None
-        self.last_checkpoint: Optional[ModelCheckpoint] = None
+        self.last_checkpoint: Optional[LastCheckpoint] = None
         for cb in self.trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                 cb.dirpath = str(self.run_dir)
@@ -149,10 +150,9 @@ class GenoodCLI(LightningCLI):
                 if cb.monitor is None:
                     cb.monitor, cb.filename = "val/loss", "best"
                 self.best_checkpoint = cb
-                # every epoch end, also when validation runs less often (check_val_every_n_epoch > 1) or an
-                # early stop ends training between validations
-                last = ModelCheckpoint(dirpath=str(self.run_dir), filename="last", monitor=None, save_top_k=1,
-                                       enable_version_counter=False, save_on_train_epoch_end=True)
+                # at epoch ends (at most every few seconds) and when training ends, also when validation runs
+                # less often (check_val_every_n_epoch > 1) or an early stop ends training between validations
+                last = LastCheckpoint(self.run_dir)
                 self.trainer.callbacks.append(last)  # after the best one: trainer.checkpoint_callback stays "best"
                 self.last_checkpoint = last
                 break

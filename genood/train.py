@@ -68,7 +68,8 @@ def interrupted(guard: SignalGuard, cli: Optional[GenoodCLI], argv: list[str], t
         which = last if cli.config.evaluation.checkpoint == "last" else Path(run) / "best.ckpt"
         return guard.interrupted("after training, before the results were written; score the trained weights "
                                  f"with: {resume_command('genood.evaluate', [], which)}")
-    done, total = cli.trainer.current_epoch, cli.trainer.max_epochs
+    saved = cli.last_checkpoint.saved_epoch if cli.last_checkpoint is not None else None
+    done, total = (saved + 1 if saved is not None else cli.trainer.current_epoch), cli.trainer.max_epochs
     of = f" of {total}" if total and total > 0 else ""
     return guard.interrupted(f"with {done}{of} epochs done and saved in {last}; resume with: "
                              f"{resume_command('genood.train', argv, last)}")

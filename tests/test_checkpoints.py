@@ -94,3 +94,29 @@ def test_last_ckpt_is_written_after_epochs_without_validation(tmp_path):
     main(quick_args(tmp_path, "--trainer.check_val_every_n_epoch=2", "--evaluation.plots=false", epochs=3))
     (run,) = run_folders(tmp_path)
     assert _epoch(run / "last.ckpt") == 2 and _epoch(run / "best.ckpt") == 1
+
+
+def test_last_checkpoint_is_written_at_most_every_interval_and_always_at_the_end(tmp_path):
+    """Fast epochs: last.ckpt is rewritten only when min_interval seconds have passed (here: never in between),
+    yet it holds the final epoch once training ends; with no interval every epoch end writes it."""
+    import lightning as L
+    import torch
+
+    from genood.data.tabular import TabularDataModule
+    from genood.last_checkpoint import LastCheckpoint
+    from genood.models.dte import DTE
+
+    for interval, writes in ((3600.0, 1), (0.0, 3)):
+        L.seed_everything(0)
+        dm = TabularDataModule("wine", batch_size=32)
+        model = DTE(input_shape=dm.input_shape, hidden_sizes=(8,), heads=["c"])
+        last = LastCheckpoint(tmp_path / str(interval), min_interval=interval)
+        saves = []
+        original = last.save
+        last.save = lambda trainer, epoch: saves.append(epoch) or original(trainer, epoch)
+        trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=True, callbacks=[last],
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(model, datamodule=dm)
+        ckpt = torch.load(last.path, weights_only=False)
+        assert len(saves) == writes and saves[-1] == 2 and last.saved_epoch == 2
+        assert ckpt["epoch"] == 2 and ckpt["global_step"] == trainer.global_step

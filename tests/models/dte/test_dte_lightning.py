@@ -67,6 +67,7 @@ def test_only_the_heads_the_scorers_read_are_trained(tmp_path):
     assert {r["scorer"] for r in rows} == {"dte_np", "knn"}
     run = next((tmp_path / "np").glob("*/version_0"))
     assert json.loads((run / "results.json").read_text())["metadata"]["weights"]["global_step"] == 0  # no training
+    assert int(torch.load(run / "last.ckpt", weights_only=False)["global_step"]) == 0  # still re-scorable
 
     model = DTE(input_shape=(13,), hidden_sizes=(8,), heads=["ig"])
     model.select_outputs([])  # explicit heads are kept whatever the scorers
