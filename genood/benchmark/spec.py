@@ -67,8 +67,11 @@ import yaml
 from ..evaluation.metrics import METRIC_NAMES
 
 DEFAULT_SEED_KEYS = ("seed_everything", "data.init_args.seed")
+# Every cell runs without console table, progress bar, model summary or plots (the table is the benchmark's; a
+# cell's plots cost seconds per scorer: an entry's overrides may set evaluation.plots: true, or re-score the cell
+# with genood.evaluate).
 QUIET_ARGS = ("--evaluation.print_table=false", "--trainer.enable_progress_bar=false",
-              "--trainer.enable_model_summary=false")
+              "--trainer.enable_model_summary=false", "--evaluation.plots=false")
 ENTRY_KEYS = {"name", "config", "overrides", "rows", "task", "table", "seeds", "seed_keys", "for_each", "from"}
 TOP_KEYS = {"name", "title", "seeds", "seed_keys", "metric", "params", "overrides", "entries", "description",
             "papers", "transpose"}
