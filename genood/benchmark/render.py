@@ -93,38 +93,30 @@ def markdown(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellRe
         if t.name:
             lines += [f"## {t.name}", ""]
         lines += [caption(bench, t, decimals), ""]
-        lines += transposed_lines(t, decimals) if bench.transpose else table_lines(t, decimals)
+        lines += table_lines(t, decimals, bench.transpose)
         lines.append("")
     lines += cost_lines(results) + failure_lines(results) + warning_lines(results) + source_lines(tables)
     lines += footer_lines(bench, results)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def table_lines(t: Table, decimals: int) -> list[str]:
-    """One row per method, one column per (task, OOD set) (with paper and Δ columns where published)."""
-    cols = layout(t)
-    lines = ["| method | " + " | ".join(h for _, _, h in cols) + " |", "|---|" + "---:|" * len(cols)]
-    for r in t.rows:
+def table_lines(t: Table, decimals: int, transpose: bool = False) -> list[str]:
+    """One row per method and one column per (task, OOD set), or (``transpose``) one row per dataset column and
+    one column per method; paper and Δ columns after those with published numbers."""
+    if transpose:
+        cols, rows, first = layout_transposed(t), [(c.label, c) for c in t.columns], "dataset"
+        value = lambda col, row: row.values[col.key]  # noqa: E731 (printed row = a Column, printed column = a Row)
+    else:
+        cols, rows, first = layout(t), [(r.label, r) for r in t.rows], "method"
+        value = lambda row, col: row.values[col.key]  # noqa: E731
+    lines = [f"| {first} | " + " | ".join(h for _, _, h in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for label, obj in rows:
         cells = []
-        for kind, c, _ in cols:
-            v = r.values[c.key]
+        for kind, other, _ in cols:
+            v = value(obj, other)
             text = cell_text(kind, v, decimals)
             cells.append(f"**{text}**" if kind == "value" and v.best else text)
-        lines.append(f"| {r.label} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def transposed_lines(t: Table, decimals: int) -> list[str]:
-    """One row per dataset column, one column per method (with paper and Δ columns where published)."""
-    cols = layout_transposed(t)
-    lines = ["| dataset | " + " | ".join(h for _, _, h in cols) + " |", "|---|" + "---:|" * len(cols)]
-    for c in t.columns:
-        cells = []
-        for kind, r, _ in cols:
-            v = r.values[c.key]
-            text = cell_text(kind, v, decimals)
-            cells.append(f"**{text}**" if kind == "value" and v.best else text)
-        lines.append(f"| {c.label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
