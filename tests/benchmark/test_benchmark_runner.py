@@ -323,6 +323,9 @@ def test_shipped_benchmark_files_load(path, tmp_path, monkeypatch):
     b = load_benchmark(REPO / "experiments/benchmarks" / path, params)
     cells = b.cells(tmp_path / "out")
     assert cells and all(c.entry.rows for c in cells)  # every shipped entry names its rows
-    assert any("peers/overlay.yaml" in " ".join(c.entry.configs) for c in cells)  # the peers are in every table
-    for t in b.tables:
-        assert any("overlay" in " ".join(c.entry.configs) for c in cells if c.entry.table == t)
+
+    def has_peers(c):  # a classical-peers overlay, or the kNN distance on the same inputs
+        return "configs/peers/" in " ".join(c.entry.configs) or any(r.scorer == "knn" for r in c.entry.rows)
+
+    for t in b.tables:  # the simple peers are in every table
+        assert any(has_peers(c) for c in cells if c.entry.table == t), t
