@@ -35,7 +35,7 @@ def value_text(v: Value, decimals: int) -> str:
     """``mean ± std`` (percent), with ``(k/n seeds)`` when some seeds' cells did not finish."""
     if v.mean is None:
         return {FAILED: "failed", MISSING: "not run"}.get(v.status, "–")
-    text = _num(v.mean, decimals) if len(v.seeds) == 1 and v.expected <= 1 else \
+    text = _num(v.mean, decimals) if v.std is None or (len(v.seeds) == 1 and v.expected <= 1) else \
         f"{_num(v.mean, decimals)} ± {_num(v.std, decimals)}"
     if v.expected and len(v.seeds) < v.expected:
         text += f" ({len(v.seeds)}/{v.expected} seeds)"

@@ -254,7 +254,7 @@ def _expand_values(spec: Any, where: str) -> list:
     if isinstance(spec, dict) and set(spec) == {"glob"}:
         pattern = str(spec["glob"])
         base, rel = (Path("/"), pattern.lstrip("/")) if Path(pattern).is_absolute() else (Path("."), pattern)
-        stems = sorted({p.stem for p in base.glob(rel) if not (p.parent / "results.json").exists()})
+        stems = sorted({p.stem for p in base.glob(rel) if not (p.parent / "results.json").exists()}, key=natural_key)
         if not stems:
             raise BenchmarkSpecError(f"{where}: no file matches {pattern!r}; point the benchmark at the right folder "
                                      "(--param NAME=FOLDER for a parameter the file declares under params)")
@@ -302,6 +302,11 @@ def _paper_table(ref: Any, papers: dict[str, dict], where: str) -> PaperTable:
     values = {dataset_key(ds): float(vals[j][0]) / scale for ds, vals in table["rows"].items()}
     groups = {dataset_key(g): int(n) for g, n in (data.get("groups") or {}).items()}
     return PaperTable(str(ref), data["metric"], values, groups, f"{data.get('source', name)}: {method}")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key putting ``2_annthyroid`` before ``10_cover`` (numbers compared as numbers)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", name))
 
 
 def _rows(spec: Any, where: str, papers: Optional[dict[str, dict]] = None) -> Optional[list[RowSpec]]:

@@ -69,10 +69,17 @@ def collect(cells: Sequence[Cell]) -> list[CellResult]:
                 res.status, res.error = FAILED, f"unreadable results.json: {e}"
         out.append(res)
     known = {r.cell.entry.name: r.task for r in out if r.status == FINISHED}
+    by_data = {_data_values(r.cell): r.task for r in out if r.status == FINISHED and _data_values(r.cell)}
     for r in out:
         if r.status != FINISHED:
-            r.sibling_task = known.get(r.cell.entry.name)
+            r.sibling_task = known.get(r.cell.entry.name) or by_data.get(_data_values(r.cell))
     return out
+
+
+def _data_values(cell: Cell) -> tuple:
+    """The ``data.*`` values of a cell's ``for_each`` expansion: cells that share them (another entry on the
+    same dataset) share their task."""
+    return tuple(sorted((k, str(v)) for k, v in cell.entry.values.items() if k.startswith("data.")))
 
 
 @dataclass
@@ -156,7 +163,7 @@ def _paper_value(spec: RowSpec, metric: str, col: Column, sets_of_task: list[str
 
 
 def row_labels(results: Sequence[CellResult]) -> dict[tuple[str, str], str]:
-    """``(entry name, label) -> printed label`` for rows that different entries would feed on the same task
+    """``(entry name, label) -> printed label`` for rows that different entries of one table would feed on the same task
     (a ``for_each`` over a hyper-parameter, or two entries with one label): each gets the values that tell
     the entries apart (``DTE-C (lr=0.001)``), else its entry's name. Other labels stay as they are."""
     by_name = {r.cell.entry.name: r.cell.entry for r in results}
@@ -197,9 +204,9 @@ def build_tables(bench: Benchmark, results: Sequence[CellResult], metric: str, d
     """The benchmark's tables for one metric (``metric`` as in ``results.json``, a fraction); the best of
     each column is judged on the values as printed (percent with ``decimals`` decimals)."""
     tables = []
-    relabel = row_labels(results)
     for tname in bench.tables:
         res = [r for r in results if r.cell.entry.table == tname]
+        relabel = row_labels(res)
         # columns: (task, set) in order of appearance, with their group
         sets: dict[str, dict[str, str]] = {}
         for r in res:
@@ -280,12 +287,15 @@ def _paired_value(row: Row, columns: list[Column]) -> Value:
               and row.values[c.key].paper is not None]
     if not paired:
         return Value(None, None, [], {}, 0, "", count=0)
+    paper = float(np.mean([row.values[c.key].paper for c in paired]))
+    expected = max(row.values[c.key].expected for c in paired)
     seeds = sorted(set.intersection(*[set(row.values[c.key].per_seed) for c in paired]))
+    if len(seeds) < expected:  # some dataset lacks a seed: the mean of the datasets' means, without a spread
+        return Value(float(np.mean([row.values[c.key].mean for c in paired])), None, [], {}, 0, FINISHED,
+                     paper=paper, count=len(paired))
     per_seed = {sd: float(np.mean([row.values[c.key].per_seed[sd] for c in paired])) for sd in seeds}
-    v = np.array(list(per_seed.values())) if per_seed else np.array([np.nan])
-    return Value(float(v.mean()) if per_seed else None, float(v.std()) if per_seed else None, seeds, per_seed,
-                 max(row.values[c.key].expected for c in paired), FINISHED if per_seed else MISSING,
-                 paper=float(np.mean([row.values[c.key].paper for c in paired])), count=len(paired))
+    v = np.array(list(per_seed.values()))
+    return Value(float(v.mean()), float(v.std()), seeds, per_seed, expected, FINISHED, paper=paper, count=len(paired))
 
 
 def _columns(sets: dict[str, dict[str, str]], per_seed: dict, groups: Optional[dict[str, int]] = None,
@@ -331,7 +341,7 @@ def _value(col: Column, vals: dict, sets: dict, expected: Counter, failures: dic
         members = [(t, s) for t in tasks for s in sets[t]]
         seeds = sorted(set.intersection(*[set(vals.get(k, {})) for k in members])) if members else []
         per_seed = {sd: float(np.mean([np.mean([vals[(t, s)][sd] for s in sets[t]]) for t in tasks])) for sd in seeds}
-        exp = max(expected.values(), default=0)
+        exp = max((n for t, n in expected.items() if t is not None), default=0)
         relevant = list(failures.values())
     elif col.ood_set == GROUP_SET:
         members = [(t, next(iter(sets[t]))) for t in col.members]
@@ -347,8 +357,8 @@ def _value(col: Column, vals: dict, sets: dict, expected: Counter, failures: dic
             per_seed = {sd: float(np.mean([vals[k][sd] for k in members])) for sd in seeds}
         else:
             per_seed = dict(sorted(vals.get(col.key, {}).items()))
-        exp = expected.get(col.task, 0) + expected.get(None, 0)
-        relevant = [failures[t] for t in (col.task, None) if t in failures]
+        exp = expected.get(col.task, 0)  # cells of an unknown task are not charged to every task's column
+        relevant = [failures[col.task]] if col.task in failures else []
     if per_seed:
         v = np.array(list(per_seed.values()))
         return Value(float(v.mean()), float(v.std()), list(per_seed), per_seed, exp)
