@@ -41,11 +41,12 @@ class LastCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         last_epoch = trainer.max_epochs is not None and trainer.max_epochs >= 0 and \
             trainer.current_epoch + 1 >= trainer.max_epochs
-        if last_epoch or trainer.should_stop or time.monotonic() - self._written_at >= self.min_interval:
+        due = last_epoch or trainer.should_stop or time.monotonic() - self._written_at >= self.min_interval
+        if trainer.strategy.broadcast(due):  # rank 0 decides: saving is collective (a barrier) under DDP
             self.save(trainer, epoch=trainer.current_epoch)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.saved_step != trainer.global_step or not self.path.is_file():
+        if trainer.strategy.broadcast(self.saved_step != trainer.global_step or not self.path.is_file()):
             self.save(trainer, epoch=trainer.current_epoch - 1)
 
     def save(self, trainer, epoch: int) -> None:
