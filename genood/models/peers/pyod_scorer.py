@@ -9,7 +9,10 @@ ADBench's wrapper ``adbench/baseline/PyOD.py`` (Han et al., NeurIPS 2022):
    legacy global generator that step 1 has just seeded;
 3. ``score = detector.decision_function(X_test)``, one call on the **whole** test set (the held-out normals
    and every anomaly together), PyOD's convention higher = more outlying (genood's);
-4. ``score[np.isnan(score)] = 0`` before the AUROC.
+4. ``score[np.isnan(score)] = 0`` before the AUROC. genood sets infinite scores to 0 as well: PyOD 3.6.7's PCA
+   with scikit-learn 1.9 weights a component of zero explained variance by 1/0 on data with constant features
+   (ADBench's mnist and optdigits), so every score is infinite (an AUROC of 0.5 after this step), where the
+   papers' older scikit-learn returned tiny non-zero variances and finite scores.
 
 :class:`PyODScorer` does exactly that for any PyOD detector: it seeds numpy's legacy global generator and
 Python's ``random`` with the run's seed immediately before constructing and fitting the detector on the ID
@@ -110,7 +113,8 @@ class PyODScorer(Scorer):
             constructed and fit (ADBench's ``set_seed``).
         kwargs: constructor arguments; empty = PyOD's defaults, as the papers ran them.
         key: the output holding the ``[N, D]`` vectors.
-        nan_to_zero: replace NaN scores by 0, as DTE's ``run.py`` does before its AUROC (a warning says how many).
+        nan_to_zero: replace NaN (and infinite) scores by 0, as DTE's ``run.py`` does with NaN before its AUROC (a
+            warning says how many).
         constant_features_nan: every score is NaN when a feature is constant over the fit rows plus the scored
             batch (its SciPy skewness is NaN): the papers' PyOD < 1.0.9 ECOD / COPOD (module docstring).
     """
@@ -152,10 +156,10 @@ class PyODScorer(Scorer):
         s = np.asarray(self.detector.decision_function(X), dtype=np.float64).reshape(-1)
         if self.constant_features_nan and _has_nan_skewness(np.concatenate([self.fit_rows, X])):
             s = np.full_like(s, np.nan)  # PyOD < 1.0.9: the NaN skewness reaches every row's sum
-        bad = np.isnan(s)
+        bad = ~np.isfinite(s)
         if self.nan_to_zero and bad.any():
-            warnings.warn(f"scorer {self.name!r}: {int(bad.sum())} of {len(s)} scores are NaN and are set to 0, "
-                          "as DTE's run.py does", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"scorer {self.name!r}: {int(bad.sum())} of {len(s)} scores are NaN or infinite and are set "
+                          "to 0, as DTE's run.py does with NaN", RuntimeWarning, stacklevel=2)
             s = np.where(bad, 0.0, s)
         return torch.from_numpy(np.ascontiguousarray(s)).to(x.device)
 
