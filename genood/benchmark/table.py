@@ -181,16 +181,12 @@ def row_labels(results: Sequence[CellResult]) -> dict[tuple[str, str], str]:
         differing = {}
         for k in entries[0].values:
             short = k.rsplit(".", 1)[-1]
-            if short not in differing and len({json_key(e.values.get(k)) for e in entries}) > 1:
+            if short not in differing and len({repr(e.values.get(k)) for e in entries}) > 1:
                 differing[short] = k
         for e in entries:
             suffix = ", ".join(f"{short}={e.values.get(k)}" for short, k in differing.items()) or e.name
             out[(e.name, label)] = f"{label} ({suffix})"
     return out
-
-
-def json_key(v) -> str:
-    return repr(v)
 
 
 def _entry_labels(r: CellResult) -> list[str]:
