@@ -32,6 +32,7 @@ MEAN_SETS = ("mean_near", "mean_far")
 OVERALL = ("", "mean")
 GROUP_SET = "__group__"    # a published group's mean over its class tasks (CIFAR10_0, CIFAR10_4, ... -> CIFAR10)
 PAIRED_SET = "mean_paired"  # mean over the datasets that have a published value (task "")
+EVERY_TASK = "__every_task__"  # the task key of unfinished cells charged to every column
 
 
 @dataclass
@@ -45,6 +46,7 @@ class CellResult:
     rows: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
     sibling_task: Optional[str] = None  # an unfinished cell's task, from a finished seed of the same entry
+    every_task: bool = False  # an unfinished cell of unknown task whose entry does not vary the data: it counts in every column
 
     @property
     def id_set(self) -> Optional[str]:
@@ -73,6 +75,7 @@ def collect(cells: Sequence[Cell]) -> list[CellResult]:
     for r in out:
         if r.status != FINISHED:
             r.sibling_task = known.get(r.cell.entry.name) or by_data.get(_data_values(r.cell))
+            r.every_task = r.task is None and not _data_values(r.cell)
     return out
 
 
@@ -228,9 +231,10 @@ def build_tables(bench: Benchmark, results: Sequence[CellResult], metric: str, d
                 row = row_meta.setdefault(label, Row(label, []))
                 if e.name not in row.entries:
                     row.entries.append(e.name)
-                expected.setdefault(label, Counter())[r.task] += 1
+                task = EVERY_TASK if r.every_task else r.task
+                expected.setdefault(label, Counter())[task] += 1
                 if r.status != FINISHED:
-                    failures.setdefault(label, {})[r.task] = r.status
+                    failures.setdefault(label, {})[task] = r.status
             for rs in e.rows or []:
                 specs.setdefault(relabel.get((e.name, rs.label), rs.label), {})[id(rs)] = rs
             for x in r.rows:
@@ -337,14 +341,14 @@ def _value(col: Column, vals: dict, sets: dict, expected: Counter, failures: dic
         members = [(t, s) for t in tasks for s in sets[t]]
         seeds = sorted(set.intersection(*[set(vals.get(k, {})) for k in members])) if members else []
         per_seed = {sd: float(np.mean([np.mean([vals[(t, s)][sd] for s in sets[t]]) for t in tasks])) for sd in seeds}
-        exp = max((n for t, n in expected.items() if t is not None), default=0)
+        exp = max((n for t, n in expected.items() if t is not None), default=0) + expected.get(EVERY_TASK, 0)
         relevant = list(failures.values())
     elif col.ood_set == GROUP_SET:
         members = [(t, next(iter(sets[t]))) for t in col.members]
         seeds = sorted(set.intersection(*[set(vals.get(k, {})) for k in members])) if members else []
         per_seed = {sd: float(np.mean([vals[k][sd] for k in members])) for sd in seeds}
-        exp = max((expected.get(t, 0) for t in col.members), default=0)
-        relevant = [failures[t] for t in col.members if t in failures]
+        exp = max((expected.get(t, 0) for t in col.members), default=0) + expected.get(EVERY_TASK, 0)
+        relevant = [failures[t] for t in (*col.members, EVERY_TASK) if t in failures]
     else:
         if col.is_mean:
             group = col.ood_set.split("_", 1)[1]
@@ -353,8 +357,10 @@ def _value(col: Column, vals: dict, sets: dict, expected: Counter, failures: dic
             per_seed = {sd: float(np.mean([vals[k][sd] for k in members])) for sd in seeds}
         else:
             per_seed = dict(sorted(vals.get(col.key, {}).items()))
-        exp = expected.get(col.task, 0)  # cells of an unknown task are not charged to every task's column
-        relevant = [failures[col.task]] if col.task in failures else []
+        # a cell of unknown task on a dataset of its own is charged to no column, one of an entry that does
+        # not vary the data (it failed before naming its task) to every column
+        exp = expected.get(col.task, 0) + expected.get(EVERY_TASK, 0)
+        relevant = [failures[t] for t in (col.task, EVERY_TASK) if t in failures]
     if per_seed:
         v = np.array(list(per_seed.values()))
         return Value(float(v.mean()), float(v.std()), list(per_seed), per_seed, exp)
