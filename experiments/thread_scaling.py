@@ -14,7 +14,7 @@ Times come from the run's ``results.json`` (``train_seconds``, ``scoring_seconds
 (scorer, set) rows: floating-point reductions split over threads round differently, so results repeat
 exactly only under the same thread count.
 
-The default of ``--threads`` is ``genood.cli.DEFAULT_THREADS`` (one line); choose it from this table.
+The default of ``--threads`` (``genood.cli.DEFAULT_THREADS`` = 1) was chosen from this table: see the README's set-up.
 """
 
 from __future__ import annotations

@@ -42,8 +42,11 @@ from .run_dir import ENV_VAR, claim_run_dir, created_run_dirs
 
 DEFAULT_CONFIG = "configs/default.yaml"
 
-# CPU threads per process when --threads is not given: None = torch's default (one per core), or a number.
-DEFAULT_THREADS: Optional[int] = None
+# CPU threads of a run given neither --threads nor OMP_NUM_THREADS. One: on an idle 2-core machine a second
+# thread makes the digits configs 0-27% faster (LMD's inpainting 55%), while on a machine whose cores other
+# jobs hold, torch's one-thread-per-core pool spins and runs take 10-35x longer; and a run's metrics then do
+# not depend on the machine's core count (experiments/thread_scaling.py; the README's set-up).
+DEFAULT_THREADS = 1
 
 
 class ConfigError(ValueError):
@@ -97,10 +100,11 @@ class GenoodCLI(LightningCLI):
                             help="explicit run folder (needed under torchrun/SLURM); must be new or empty")
         parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                             help="train: resume from this checkpoint (e.g. <run>/last.ckpt); evaluate: the checkpoint to score")
-        parser.add_argument("--threads", type=Optional[int], default=DEFAULT_THREADS,
-                            help="CPU threads of this process and its workers (torch, BLAS, OpenMP); null = torch's "
-                                 "default (one per core). Use 1 on a machine shared with other jobs. Results repeat "
-                                 "exactly only under the same thread count and device")
+        parser.add_argument("--threads", type=Optional[int], default=None,
+                            help="CPU threads of this process and its workers (torch, BLAS, OpenMP); default: "
+                                 f"OMP_NUM_THREADS when set, else {DEFAULT_THREADS}; 0 = torch's default, one per "
+                                 "core (an idle machine with many cores). Results repeat exactly only under the same "
+                                 "thread count and device")
         parser.add_class_arguments(EvaluationConfig, "evaluation")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
@@ -249,11 +253,16 @@ def _config_root() -> Optional[Path]:
 def set_threads(n: Optional[int]) -> None:
     """Use ``n`` CPU threads in this process (torch's intra-op pool, and through threadpoolctl the BLAS and
     OpenMP pools of numpy, scipy and scikit-learn) and in the processes it starts (``OMP_NUM_THREADS``,
-    ``MKL_NUM_THREADS``: DDP workers, benchmark cells); None leaves the defaults (one thread per core)."""
+    ``MKL_NUM_THREADS``: DDP workers, benchmark cells). None: ``OMP_NUM_THREADS`` when the environment sets it
+    (a benchmark cell, a sweep trial, a SLURM job), else :data:`DEFAULT_THREADS`; 0 leaves torch's and the
+    libraries' defaults (one thread per core)."""
     if n is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        n = int(env) if env.isdigit() and int(env) > 0 else DEFAULT_THREADS
+    if n < 0:
+        raise ValueError(f"--threads must be a number of CPU threads (0: one per core), got {n}")
+    if n == 0:
         return
-    if n < 1:
-        raise ValueError(f"--threads must be a positive number of CPU threads, got {n}")
     import torch
     from threadpoolctl import threadpool_limits
 

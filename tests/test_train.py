@@ -107,8 +107,27 @@ def test_threads_option_sets_and_records_the_thread_count(tmp_path, restore_thre
     assert meta["threads"] == 1 and torch.get_num_threads() == 1
     assert all(lib["num_threads"] == 1 for lib in threadpool_info())  # numpy / scipy / scikit-learn pools too
     assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1"  # for worker processes
-    with pytest.raises(ValueError, match="--threads must be a positive number"):
-        main(quick_args(tmp_path, "--threads=0"))
+    with pytest.raises(ValueError, match="--threads must be a number of CPU threads"):
+        main(quick_args(tmp_path, "--threads=-1"))
+
+
+def test_without_threads_a_run_takes_omp_num_threads_else_one_thread(tmp_path, restore_threads, monkeypatch):
+    """The default thread count: the environment's OMP_NUM_THREADS (what a benchmark cell or SLURM job is
+    given), else genood.cli.DEFAULT_THREADS = 1, whatever the core count; --threads=0 keeps torch's own."""
+    from genood.evaluation.report import read_results
+    from genood.train import main
+
+    args = ("--evaluation.scorers=[nll]", "--evaluation.plots=false")
+    torch.set_num_threads(2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    main(quick_args(tmp_path, *args, epochs=1))
+    assert read_results(run_folders(tmp_path)[-1])["metadata"]["threads"] == 1 and torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    main(quick_args(tmp_path, *args, epochs=1))
+    assert read_results(run_folders(tmp_path)[-1])["metadata"]["threads"] == 2 and torch.get_num_threads() == 2
+    torch.set_num_threads(3)
+    main(quick_args(tmp_path, "--threads=0", *args, epochs=1))
+    assert read_results(run_folders(tmp_path)[-1])["metadata"]["threads"] == 3
 
 
 def test_provenance_names_cuda_only_for_a_cuda_device():

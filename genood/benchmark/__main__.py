@@ -23,7 +23,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="benchmark file, e.g. experiments/benchmarks/digits.yaml")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel (default 1)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads per cell (OMP_NUM_THREADS; default: cores / jobs when jobs > 1)")
+                   help="CPU threads per cell (OMP_NUM_THREADS; default: cores / jobs when jobs > 1, else a run's own default: "
+                        "OMP_NUM_THREADS when set, else 1)")
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids handed out to the job slots, e.g. 0,1,2,3")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="a CLI override added to every training entry, e.g. trainer.max_epochs=5 (repeatable; "

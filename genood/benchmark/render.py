@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -87,13 +88,26 @@ def caption(bench: Benchmark, table: Table, decimals: int) -> str:
 
 # ---- markdown -----------------------------------------------------------------------------------------
 
+def split_unrun(table: Table) -> tuple[Table, list[str]]:
+    """The table without its rows that no cell has fed yet (every value "not run"), and those rows' labels:
+    a grid run in parts (``--only``) prints what exists and names the rest once."""
+    unrun = [r.label for r in table.rows
+             if all(v.mean is None and v.status != FAILED for v in r.values.values())]
+    if not unrun or len(unrun) == len(table.rows):
+        return table, []
+    return replace(table, rows=[r for r in table.rows if r.label not in unrun]), unrun
+
+
 def markdown(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellResult], decimals: int = 1) -> str:
     lines = [f"# Benchmark `{bench.name}`" + (f": {bench.title}" if bench.title else ""), ""]
     for t in tables:
         if t.name:
             lines += [f"## {t.name}", ""]
+        t, unrun = split_unrun(t)
         lines += [caption(bench, t, decimals), ""]
         lines += table_lines(t, decimals, bench.transpose)
+        if unrun:
+            lines += ["", "Not run yet (no finished cell): " + ", ".join(unrun) + "."]
         lines.append("")
     lines += cost_lines(results) + failure_lines(results) + warning_lines(results) + source_lines(tables)
     lines += footer_lines(bench, results)
@@ -197,6 +211,7 @@ def latex(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellResul
            "\\usepackage{booktabs}"]
     cs = ", ".join(f"{c}" for c, _ in commits(results)) or "none"
     for t in tables:
+        t = split_unrun(t)[0]
         if bench.transpose:
             out += _latex_transposed(bench, t, cs, decimals)
             continue

@@ -31,7 +31,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "postgresql://...) or a journal file path (default: <out>/study.journal)")
     p.add_argument("--out", default=None, help="the sweep's folder: trials, study, plots (default: sweeps/<name>)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads per trial (OMP_NUM_THREADS; default: cores / workers when workers > 1)")
+                   help="CPU threads per trial (OMP_NUM_THREADS; default: cores / workers when workers > 1, else a run's "
+                        "own default: OMP_NUM_THREADS when set, else 1)")
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids handed out to the worker slots, e.g. 0,1")
     p.add_argument("--seed", type=int, default=None, help="sampler seed (default: random; give concurrent "
                                                           "workers different seeds)")

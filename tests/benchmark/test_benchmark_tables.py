@@ -140,3 +140,30 @@ def test_only_selects_cells_by_run_folder_name_with_their_sources(tmp_path, monk
     assert [(c.entry.name, c.seed) for c in picked] == [("ddpm[wine]", 0), ("ddpm[wine]", 1),
                                                         ("ddpm_mean[wine]", 0), ("ddpm_mean[wine]", 1)]
     assert len(select_cells(cells, ["peers*", "ddpm-wdbc"])) == 6 and select_cells(cells, []) == cells
+
+
+def test_rows_no_cell_has_fed_are_named_once_below_the_table(tmp_path, monkeypatch):
+    """A grid run in parts: the markdown table keeps the rows with a finished or failed cell and names the
+    rows of entries that have not run yet in one line, instead of a row of 'not run' per method."""
+    from genood.benchmark.render import markdown
+    from genood.benchmark.runner import record_failure
+    from genood.benchmark.table import build_tables, collect
+
+    monkeypatch.chdir(REPO)
+    b = _bench(tmp_path, [
+        {"name": "done", "config": "configs/dte/wdbc.yaml", "rows": {"dte_np": "DTE-NP"}},
+        {"name": "broken", "config": "configs/dte/wdbc.yaml", "overrides": {"trainer.max_epochs": 3},
+         "rows": {"dte_c": "DTE-C"}},
+        {"name": "later", "config": "configs/dte/wdbc.yaml", "overrides": {"trainer.max_epochs": 2},
+         "rows": {"dte_ig": "DTE-IG"}}])
+    cells = b.cells(tmp_path / "out")
+    _fill([c for c in cells if c.entry.name == "done"], lambda c: {"dte_np": 0.9})
+    for c in (c for c in cells if c.entry.name == "broken"):
+        record_failure(c, "boom")
+    results = collect(cells)
+    (t,) = build_tables(b, results, "auroc")
+    assert [r.label for r in t.rows] == ["DTE-NP", "DTE-C", "DTE-IG"]  # the table itself keeps every row
+    md = markdown(b, [t], results)
+    table_rows = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| ")]
+    assert "DTE-NP" in table_rows and "DTE-C" in table_rows and "DTE-IG" not in table_rows
+    assert "Not run yet (no finished cell): DTE-IG." in md
