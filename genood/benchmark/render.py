@@ -109,6 +109,7 @@ def markdown(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellRe
         if unrun:
             lines += ["", "Not run yet (no finished cell): " + ", ".join(unrun) + "."]
         lines.append("")
+        lines += agreement_lines(t, decimals)
     lines += cost_lines(results) + failure_lines(results) + warning_lines(results) + source_lines(tables)
     lines += footer_lines(bench, results)
     return "\n".join(lines).rstrip() + "\n"
@@ -132,6 +133,26 @@ def table_lines(t: Table, decimals: int, transpose: bool = False) -> list[str]:
             cells.append(f"**{text}**" if kind == "value" and v.best else text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def agreement_lines(t: Table, decimals: int) -> list[str]:
+    """How close each method with published values lands to them, over the columns that the mean over
+    published datasets pairs (a dataset, or a published group whose every class file ran): how many, the
+    mean |Δ|, how many within 0.5 and 1 point, and the largest |Δ| with its column."""
+    lines = []
+    for r in t.rows:
+        d = [(abs(r.values[c.key].delta), c.label) for c in t.columns
+             if c.pairable and r.values[c.key].delta is not None]
+        if d:
+            worst = max(d)
+            lines.append(f"| {r.label} | {len(d)} | {_num(float(np.mean([x for x, _ in d])), 2)} | "
+                         f"{sum(x * SCALE <= 0.5 for x, _ in d)} | {sum(x * SCALE <= 1 for x, _ in d)} | "
+                         f"{_num(worst[0], decimals)} ({worst[1]}) |")
+    if not lines:
+        return []
+    return ["Agreement with the published values (points of the percentage; the columns the mean over published "
+            "datasets pairs):", "", "| method | columns | mean \\|Δ\\| | \\|Δ\\| ≤ 0.5 | \\|Δ\\| ≤ 1 | largest \\|Δ\\| |",
+            "|---|---:|---:|---:|---:|---|", *lines, ""]
 
 
 def _mean(xs) -> Optional[float]:

@@ -9,10 +9,16 @@ ADBench's wrapper ``adbench/baseline/PyOD.py`` (Han et al., NeurIPS 2022):
    legacy global generator that step 1 has just seeded;
 3. ``score = detector.decision_function(X_test)``, one call on the **whole** test set (the held-out normals
    and every anomaly together), PyOD's convention higher = more outlying (genood's);
-4. ``score[np.isnan(score)] = 0`` before the AUROC. genood sets infinite scores to 0 as well: PyOD 3.6.7's PCA
-   with scikit-learn 1.9 weights a component of zero explained variance by 1/0 on data with constant features
-   (ADBench's mnist and optdigits), so every score is infinite (an AUROC of 0.5 after this step), where the
-   papers' older scikit-learn returned tiny non-zero variances and finite scores.
+4. ``score[np.isnan(score)] = 0`` before the AUROC (genood sets infinite scores to 0 as well).
+
+**PCA's solver (the papers' scikit-learn).** PyOD's ``PCA`` divides each principal component's distance by its
+explained-variance ratio. scikit-learn < 1.5, which the papers ran, computed ``PCA(svd_solver="auto")`` with
+``n_components=None`` by the full LAPACK SVD, whose smallest singular values on data with a constant or
+collinear feature are tiny but non-zero; scikit-learn ≥ 1.5's "auto" takes the covariance eigendecomposition
+for tall data, which returns exactly 0, so every score is infinite (an AUROC of 0.5 after step 4: ADBench's
+mnist, optdigits, Cardiotocography). :data:`RELEASED_KWARGS` passes ``svd_solver="full"``, which gives the
+published values again (seed 0, released split: mnist 90.21, optdigits 58.17, Cardiotocography 78.89, as in
+DTE's Table 1); a model's ``pyod_kwargs`` override it.
 
 :class:`PyODScorer` does exactly that for any PyOD detector: it seeds numpy's legacy global generator and
 Python's ``random`` with the run's seed immediately before constructing and fitting the detector on the ID
@@ -64,6 +70,10 @@ PYOD_DETECTORS: dict[str, tuple[str, bool]] = {
     "ocsvm": ("pyod.models.ocsvm.OCSVM", False),
     "pca": ("pyod.models.pca.PCA", False),
 }
+
+# constructor arguments that make today's libraries compute what the papers' did (module docstring, "PCA's
+# solver"); a model's pyod_kwargs override them
+RELEASED_KWARGS: dict[str, dict[str, Any]] = {"pca": {"svd_solver": "full"}}
 
 
 @contextlib.contextmanager
