@@ -261,16 +261,20 @@ def latex(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellResul
         out.append("Method & " + " & ".join(tex_escape(h) for h in headers) + " \\\\")
         out.append("\\midrule")
         for r in t.rows:
-            cells = []
-            for kind, c, _ in cols:
-                v = r.values[c.key]
-                text = tex_escape(cell_text(kind, v, decimals))
-                cells.append(f"\\textbf{{{text}}}" if kind == "value" and v.best else text)
-            out.append(tex_escape(r.label) + " & " + " & ".join(cells) + " \\\\")
+            out.append(_tex_row(r.label, [(kind, r.values[c.key]) for kind, c, _ in cols], decimals))
         out += ["\\bottomrule", "\\end{tabular}",
                 "\\par\\smallskip{\\footnotesize " + tex_escape(f"genood commit(s): {cs}.") + "}",
                 "\\end{table}", ""]
     return "\n".join(out)
+
+
+def _tex_row(label: str, cells: list[tuple[str, Value]], decimals: int) -> str:
+    """One LaTeX table row: the label, then each ``(kind, value)`` as printed, the best values in bold."""
+    texts = []
+    for kind, v in cells:
+        text = tex_escape(cell_text(kind, v, decimals))
+        texts.append(f"\\textbf{{{text}}}" if kind == "value" and v.best else text)
+    return tex_escape(label) + " & " + " & ".join(texts) + " \\\\"
 
 
 def _latex_transposed(bench: Benchmark, t: Table, commits_text: str, decimals: int) -> list[str]:
@@ -282,12 +286,7 @@ def _latex_transposed(bench: Benchmark, t: Table, commits_text: str, decimals: i
            "\\begin{tabular}{l" + "c" * len(cols) + "}", "\\toprule",
            "Dataset & " + " & ".join(tex_escape(h) for _, _, h in cols) + " \\\\", "\\midrule"]
     for c in t.columns:
-        cells = []
-        for kind, r, _ in cols:
-            v = r.values[c.key]
-            text = tex_escape(cell_text(kind, v, decimals))
-            cells.append(f"\\textbf{{{text}}}" if kind == "value" and v.best else text)
-        out.append(tex_escape(c.label) + " & " + " & ".join(cells) + " \\\\")
+        out.append(_tex_row(c.label, [(kind, r.values[c.key]) for kind, r, _ in cols], decimals))
     return out + ["\\bottomrule", "\\end{tabular}",
                   "\\par\\smallskip{\\footnotesize " + tex_escape(f"genood commit(s): {commits_text}.") + "}",
                   "\\end{table}", ""]
