@@ -93,9 +93,7 @@ def split_unrun(table: Table) -> tuple[Table, list[str]]:
     a grid run in parts (``--only``) prints what exists and names the rest once."""
     unrun = [r.label for r in table.rows
              if all(v.mean is None and v.status != FAILED for v in r.values.values())]
-    if not unrun or len(unrun) == len(table.rows):
-        return table, []
-    return replace(table, rows=[r for r in table.rows if r.label not in unrun]), unrun
+    return (replace(table, rows=[r for r in table.rows if r.label not in unrun]), unrun) if unrun else (table, [])
 
 
 def markdown(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellResult], decimals: int = 1) -> str:
@@ -104,11 +102,10 @@ def markdown(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellRe
         if t.name:
             lines += [f"## {t.name}", ""]
         t, unrun = split_unrun(t)
-        lines += [caption(bench, t, decimals), ""]
-        lines += table_lines(t, decimals, bench.transpose)
+        if t.rows:
+            lines += [caption(bench, t, decimals), ""] + table_lines(t, decimals, bench.transpose) + [""]
         if unrun:
-            lines += ["", "Not run yet (no finished cell): " + ", ".join(unrun) + "."]
-        lines.append("")
+            lines += ["Not run yet (no finished cell): " + ", ".join(unrun) + ".", ""]
         lines += agreement_lines(t, decimals)
     lines += cost_lines(results) + failure_lines(results) + warning_lines(results) + source_lines(tables)
     lines += footer_lines(bench, results)
@@ -233,6 +230,8 @@ def latex(bench: Benchmark, tables: Sequence[Table], results: Sequence[CellResul
     cs = ", ".join(f"{c}" for c, _ in commits(results)) or "none"
     for t in tables:
         t = split_unrun(t)[0]
+        if not t.rows:
+            continue
         if bench.transpose:
             out += _latex_transposed(bench, t, cs, decimals)
             continue

@@ -169,3 +169,6 @@ def test_rows_no_cell_has_fed_are_named_once_below_the_table(tmp_path, monkeypat
     table_rows = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| ")]
     assert "DTE-NP" in table_rows and "DTE-C" in table_rows and "DTE-IG" not in table_rows
     assert "Not run yet (no finished cell): DTE-IG." in md
+    (t,) = build_tables(b, [r for r in results if r.cell.entry.name == "later"], "auroc")
+    nothing = markdown(b, [t], [])
+    assert "| dataset" not in nothing and "| method" not in nothing and "Not run yet (no finished cell): DTE-IG." in nothing
