@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 
 from genood.models.base import GenerativeModel
-from genood.models.peers.pyod_scorer import PYOD_DETECTORS, RELEASED_KWARGS, PyODScorer
+from genood.models.peers.pyod_scorer import PYOD_DETECTORS, PyODScorer, released_kwargs
 from genood.models.peers.scorers import ECODScorer, IsolationForestScorer
 from genood.scoring.knn import KNNScorer
 
@@ -108,9 +108,8 @@ class ClassicalPeers(GenerativeModel):
             return ECODScorer(name="ecod_inductive")
         path, transductive = PYOD_DETECTORS[name]
         released = name in ("ecod", "copod") and self.ecod_copod_constant_features == "released"
-        kwargs = {**RELEASED_KWARGS.get(name, {}), **(self.pyod_kwargs.get(name) or {})}
-        return PyODScorer(name, path, transductive=transductive, seed=self.pyod_seed, kwargs=kwargs,
-                          constant_features_nan=released)
+        return PyODScorer(name, path, transductive=transductive, seed=self.pyod_seed,
+                          kwargs=released_kwargs(name, self.pyod_kwargs.get(name)), constant_features_nan=released)
 
     # ---- nothing to train: a fit with max_epochs > 0 stops at once --------------------------------------
     def loss(self, batch: dict) -> torch.Tensor:

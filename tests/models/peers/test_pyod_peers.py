@@ -30,13 +30,22 @@ def _pyod(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def _adbench_way(cls: type, X_train: np.ndarray, X_test: np.ndarray, seed: int) -> np.ndarray:
+def _papers_sklearn(name: str) -> dict:
+    """What the papers' scikit-learn (< 1.4) did by default where today's differs: PCA's full SVD and
+    k-means with 10 starts inside CBLOF (drawing from the global generator)."""
+    from sklearn.cluster import KMeans
+
+    return {"pca": {"svd_solver": "full"}, "cblof": {"clustering_estimator": KMeans(n_clusters=8, n_init=10)}}.get(name, {})
+
+
+def _adbench_way(cls: type, X_train: np.ndarray, X_test: np.ndarray, seed: int, **kwargs) -> np.ndarray:
     """ADBench's PyOD wrapper as DTE's run.py calls it: Utils.set_seed(seed) (numpy, random, torch), the
-    detector with PyOD's defaults fit on the training rows, decision_function on the whole test set at once."""
+    detector with PyOD's defaults (on the papers' scikit-learn: ``kwargs``) fit on the training rows,
+    decision_function on the whole test set at once."""
     np.random.seed(seed)
     random.seed(seed)
     torch.manual_seed(seed)
-    model = cls().fit(X_train, np.zeros(len(X_train)))
+    model = cls(**kwargs).fit(X_train, np.zeros(len(X_train)))
     return model.decision_function(X_test)
 
 
@@ -76,7 +85,7 @@ def test_every_pyod_peer_equals_pyod_run_as_adbench_ran_it(pyod_run):
     X_train, X_test = dm.X_train.astype(np.float64), dm.X_test.astype(np.float64)
     normal = dm.y_test == 0
     for name, (path, transductive) in PYOD_DETECTORS.items():
-        ref = _adbench_way(_pyod(path), X_train, X_test, SEED)
+        ref = _adbench_way(_pyod(path), X_train, X_test, SEED, **_papers_sklearn(name))
         np.testing.assert_allclose(_run_scores(run, dm.dataset, name), ref[normal], rtol=1e-10, atol=1e-12,
                                    err_msg=name)
         np.testing.assert_allclose(_run_scores(run, "anomalies", name), ref[~normal], rtol=1e-10, atol=1e-12,
@@ -286,8 +295,10 @@ def test_pca_takes_the_full_svd_of_the_papers_scikit_learn_on_a_constant_feature
 
     ours = pca_scores()
     assert np.isfinite(ours).all() and roc_auc_score(labels, ours) > 0.95
-    (pca,) = ClassicalPeers(input_shape=(5,), detectors=["pca"]).scorers()
+    (pca, cblof) = ClassicalPeers(input_shape=(5,), detectors=["pca", "cblof"]).scorers()
     assert pca.kwargs == {"svd_solver": "full"}
+    km = cblof.kwargs["clustering_estimator"]  # the papers' scikit-learn: k-means with 10 starts
+    assert (km.n_clusters, km.n_init, km.random_state) == (8, 10, None)
     (pca,) = ClassicalPeers(input_shape=(5,), detectors=["pca"], pyod_kwargs={"pca": {"svd_solver": "auto"}}).scorers()
     assert pca.kwargs == {"svd_solver": "auto"}  # the model's pyod_kwargs win
 
