@@ -40,7 +40,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "'dte_np_semi*' or 'dte_semi-45_wine' (repeatable; the cells they re-score run too); the "
                         "table still lists every cell, the others as not run")
     p.add_argument("--no-run", action="store_true", help="run nothing; tabulate the cells that exist")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and their commands, run nothing")
+    p.add_argument("--dry-run", action="store_true", help="list the cells (those --only selects) and their commands, finished ones marked; run nothing")
     p.add_argument("--wandb", action="store_true",
                    help="also log the tables and the heatmap to one W&B run (offline unless W&B is configured)")
     p.add_argument("--wandb-project", default="genood", help="W&B project (default genood)")
@@ -119,14 +119,19 @@ def main(argv: Optional[list[str]] = None) -> dict:
         cells = bench.cells(out)
     except BenchmarkSpecError as e:
         raise SystemExit(f"genood.benchmark: {e}") from None
-    if a.dry_run:
-        for c in cells:
-            print(f"{c.name} [{c.key}] -> {c.run_dir}\n  " + " ".join(c.argv(bench.seed_keys)))
-        return {"cells": cells}
     selected = select_cells(cells, a.only)
     if a.only and not selected:
         raise SystemExit(f"genood.benchmark: --only {a.only} matches no cell; cell names look like "
                          f"{cells[0].entry.slug!r} (see --dry-run)")
+    if a.dry_run:
+        from .runner import FINISHED, cell_status
+
+        done = {id(c) for c in selected if cell_status(c)[0] == FINISHED}
+        for c in selected:
+            mark = " (finished: skipped)" if id(c) in done else ""
+            print(f"{c.name} [{c.key}]{mark} -> {c.run_dir}\n  " + " ".join(c.argv(bench.seed_keys)))
+        print(f"{len(selected)} cell(s), {len(done)} finished, {len(selected) - len(done)} to run")
+        return {"cells": selected}
     launcher = None
     if a.launcher == "slurm" and not a.no_run:
         from .launchers import SubmititLauncher

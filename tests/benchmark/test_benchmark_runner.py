@@ -185,6 +185,19 @@ def test_second_invocation_runs_nothing_and_a_deleted_cell_runs_alone(bench):
     assert all(p.stat().st_mtime_ns == stamps[k] for k, p in finished.items() if k != victim["key"])
 
 
+def test_dry_run_lists_only_the_selected_cells_and_marks_the_finished_ones(bench, capsys):
+    out, main = bench["out"], bench["main"]
+    before = {c["key"]: c["status"] for c in _cells(out)}
+    res = main(["--config", str(bench["mixed"]), "--out", str(out), "--only", "bad*", "--dry-run"])
+    assert [(c.entry.name, c.seed) for c in res["cells"]] == [("bad", 0)]
+    printed = capsys.readouterr().out
+    assert "bad" in printed and "ppca" not in printed and "1 cell(s), 0 finished, 1 to run" in printed
+    res = main(["--config", str(bench["mixed"]), "--out", str(out), "--only", "ppca*", "--dry-run"])
+    printed = capsys.readouterr().out
+    assert len(res["cells"]) == len(SEEDS) and printed.count("(finished: skipped)") == len(SEEDS)
+    assert {c["key"]: c["status"] for c in _cells(out)} == before  # nothing ran
+
+
 def test_wandb_gets_the_tables_and_heatmap_offline(bench, monkeypatch):
     out = bench["out"]
     monkeypatch.setenv("WANDB_MODE", "offline")
