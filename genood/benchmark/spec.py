@@ -62,9 +62,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 
 from ..evaluation.metrics import METRIC_NAMES
+from ..yaml_files import read_yaml_mapping
 
 DEFAULT_SEED_KEYS = ("seed_everything", "data.init_args.seed")
 # Every cell runs without console table, progress bar, model summary or plots (the table is the benchmark's; a
@@ -265,14 +265,15 @@ def _expand_values(spec: Any, where: str) -> list:
 def load_paper_file(path: str | Path, where: str) -> dict:
     """A published per-dataset table file (see the module docstring), checked."""
     path = Path(path)
-    if not path.is_file():
-        raise BenchmarkSpecError(f"{where}: paper file {str(path)!r} does not exist (paths are relative to the folder "
-                                 "you run from, the repository root)")
-    data = yaml.safe_load(path.read_text()) or {}
-    bad = set(data) - PAPER_KEYS
-    if bad or not isinstance(data.get("tables"), dict) or data.get("metric") not in METRIC_NAMES:
-        raise BenchmarkSpecError(f"{where}: paper file {str(path)!r} needs keys {sorted(PAPER_KEYS)} (a 'metric' of "
-                                 f"{list(METRIC_NAMES)} and 'tables'); unknown: {sorted(bad)}")
+    try:
+        data = read_yaml_mapping(path, BenchmarkSpecError, "paper file", f"a mapping with keys {sorted(PAPER_KEYS)}",
+                                 allowed=PAPER_KEYS, hint=" (paths are relative to the folder you run from, the "
+                                 "repository root)")
+    except BenchmarkSpecError as e:
+        raise BenchmarkSpecError(f"{where}: {e}") from None
+    if not isinstance(data.get("tables"), dict) or data.get("metric") not in METRIC_NAMES:
+        raise BenchmarkSpecError(f"{where}: paper file {str(path)!r} needs a 'metric' of {list(METRIC_NAMES)} and "
+                                 "'tables'")
     for tname, t in data["tables"].items():
         methods, rows = t.get("methods"), t.get("rows")
         if not isinstance(methods, list) or not isinstance(rows, dict):
@@ -357,17 +358,8 @@ def _seeds(value: Any, where: str) -> list[int]:
 def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) -> Benchmark:
     """Read and check a benchmark file; expand ``for_each`` grids and ``{param}`` placeholders."""
     path = Path(path)
-    if not path.is_file():
-        raise BenchmarkSpecError(f"benchmark file {str(path)!r} does not exist (shipped ones: experiments/benchmarks/*.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise BenchmarkSpecError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-    if not isinstance(raw, dict):
-        raise BenchmarkSpecError(f"{path}: a benchmark file is a mapping with 'seeds' and 'entries'")
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        raise BenchmarkSpecError(f"{path}: unknown key(s) {sorted(unknown)}; valid: {sorted(TOP_KEYS)}")
+    raw = read_yaml_mapping(path, BenchmarkSpecError, "benchmark file", "a mapping with 'seeds' and 'entries'",
+                            allowed=TOP_KEYS, hint=" (shipped ones: experiments/benchmarks/*.yaml)")
     declared = {str(k): str(v) for k, v in (raw.get("params") or {}).items()}
     for k in params or {}:
         if k not in declared:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
+from ..yaml_files import read_yaml_mapping
 
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
@@ -137,17 +137,9 @@ def _param(path: Path, name: str, spec: Any) -> Param:
 def load_sweep(path) -> Sweep:
     """Read and check a W&B sweep file; every problem is a :class:`SweepSpecError` naming the key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise SweepSpecError(f"cannot read sweep file {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise SweepSpecError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise SweepSpecError(f"{path} must be a mapping with program, method, metric, parameters and command")
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        raise SweepSpecError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    raw = read_yaml_mapping(path, SweepSpecError, "sweep file",
+                            "a mapping with program, method, metric, parameters and command", allowed=TOP_KEYS,
+                            hint=" (shipped ones: experiments/sweeps/*.yaml)")
     method = raw.get("method")
     if method not in METHODS:
         raise SweepSpecError(f"{path}: method must be one of {', '.join(METHODS)}, got {method!r}")
