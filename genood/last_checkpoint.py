@@ -50,5 +50,6 @@ class LastCheckpoint(Checkpoint):
             self.save(trainer, epoch=trainer.current_epoch - 1)
 
     def save(self, trainer, epoch: int) -> None:
-        trainer.save_checkpoint(str(self.path))
+        trainer.save_checkpoint(str(self.path), weights_only=False)  # the full state to resume from; saying so
+        # also silences Lightning's 'weights_only was not set' line at every save
         self.saved_epoch, self.saved_step, self._written_at = epoch, int(trainer.global_step), time.monotonic()

@@ -1,5 +1,6 @@
 """What a run prints: named progress as plain lines when stdout is a file, and none of the library noise
-(checkpoint-folder, LeafSpec, FLOPs and logging-interval warnings, W&B's anonymous warning and colour codes)."""
+(checkpoint-folder, LeafSpec, FLOPs and logging-interval warnings, Lightning's weights_only line at each
+checkpoint, W&B's anonymous warning and colour codes)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import REPO, quick_args
 
 NOISE = ["exists and is not empty", "LeafSpec", "FLOPs", "smaller than the logging interval", "anonymous",
-         "\x1b["]
+         "\x1b[", "`weights_only` was not set"]
 SETS = ["digits", "heldout", "flipped", "half_masked", "inverted", "natural_patches",
         "uniform_noise", "gaussian_noise", "constant", "blank", "black"]
 
