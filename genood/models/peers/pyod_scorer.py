@@ -20,6 +20,11 @@ mnist, optdigits, Cardiotocography). :func:`released_kwargs` passes ``svd_solver
 published values again (seed 0, released split: mnist 90.21, optdigits 58.17, Cardiotocography 78.89, as in
 DTE's Table 1); a model's ``pyod_kwargs`` override it.
 
+**PCA's axis signs (the papers' scikit-learn).** PyOD's PCA score depends on the sign of each principal axis,
+which scikit-learn 1.5 changed; the ``pca`` scorer runs :class:`genood.models.peers.papers_pca.PapersPCA`, PyOD's
+PCA with the axes signed as before (44_Wilt: 26.07 as published, 46.4 with today's signs;
+``pyod_kwargs: {pca: {axis_signs: sklearn}}`` gives today's).
+
 **CBLOF's k-means (the papers' scikit-learn).** PyOD's ``CBLOF`` builds ``KMeans(n_clusters)`` with
 scikit-learn's default restarts: 10 k-means++ starts before scikit-learn 1.4, one (``n_init="auto"``) since.
 One start finds other clusters and sometimes none that CBLOF can split into large and small ones ("Could not
@@ -76,7 +81,7 @@ PYOD_DETECTORS: dict[str, tuple[str, bool]] = {
     "lof": ("pyod.models.lof.LOF", False),
     "mcd": ("pyod.models.mcd.MCD", False),
     "ocsvm": ("pyod.models.ocsvm.OCSVM", False),
-    "pca": ("pyod.models.pca.PCA", False),
+    "pca": ("genood.models.peers.papers_pca.PapersPCA", False),  # PyOD's PCA, axes signed as the papers' sklearn
 }
 
 def released_kwargs(name: str, kwargs: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
