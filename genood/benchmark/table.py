@@ -275,9 +275,12 @@ def _group_sizes(paper_tables: Sequence[PaperTable]) -> dict[str, int]:
 
 
 def _group_of(task: str, groups: dict[str, int]) -> Optional[str]:
-    """The published group a per-class task belongs to (``CIFAR10_4`` -> ``CIFAR10``), if any."""
-    m = re.fullmatch(r"(.+)_([^_]+)", task)
-    return m.group(1) if m and dataset_key(m.group(1)) in groups and dataset_key(task) not in groups else None
+    """The published group a per-class task belongs to (``CIFAR10_4`` -> ``CIFAR10``, ``MVTec-AD_metal_nut`` ->
+    ``MVTec-AD``: the longest prefix before an underscore that is a group), if any."""
+    if dataset_key(task) in groups:
+        return None
+    prefixes = [task[:m.start()] for m in re.finditer("_", task)]
+    return next((p for p in reversed(prefixes) if dataset_key(p) in groups), None)
 
 
 def _paired_value(row: Row, columns: list[Column]) -> Value:
