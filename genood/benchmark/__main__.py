@@ -40,7 +40,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "'dte_np_semi*' or 'dte_semi-45_wine' (repeatable; the cells they re-score run too); the "
                         "table still lists every cell, the others as not run")
     p.add_argument("--no-run", action="store_true", help="run nothing; tabulate the cells that exist")
-    p.add_argument("--dry-run", action="store_true", help="list the cells (those --only selects) and their commands, finished ones marked; run nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells (those --only selects) and their commands, finished ones marked; run nothing")
     p.add_argument("--wandb", action="store_true",
                    help="also log the tables and the heatmap to one W&B run (offline unless W&B is configured)")
     p.add_argument("--wandb-project", default="genood", help="W&B project (default genood)")

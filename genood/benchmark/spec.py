@@ -62,7 +62,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-
 from ..evaluation.metrics import METRIC_NAMES
 from ..yaml_files import read_yaml_mapping
 
