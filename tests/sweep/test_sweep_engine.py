@@ -89,7 +89,9 @@ def test_trials_2_then_3_runs_only_the_missing_trial(tmp_path, monkeypatch, caps
     path = tmp_path / "ppca.yaml"
     path.write_text(yaml.safe_dump({
         "program": "genood.train", "method": "random", "metric": {"name": "val/loss", "goal": "minimize"},
-        "parameters": {"model.init_args.lr": {"values": [0.003, 0.01, 0.03]},
+        # lr is continuous so every trial differs in it whatever order the two workers draw in (with a few
+        # values, concurrent draws can give all trials the same point and no importances plot)
+        "parameters": {"model.init_args.lr": {"distribution": "log_uniform_values", "min": 0.003, "max": 0.03},
                        "model.init_args.latent_dim": {"values": [4, 8]}},
         "command": ["${env}", "${interpreter}", "-m", "${program}", "--config", "configs/baseline/digits.yaml",
                     *PPCA_ARGS, "${args}"]}))
