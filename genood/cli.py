@@ -38,7 +38,10 @@ from .console import console_callbacks, silence_known_noise
 from .evaluation.config import EvaluationConfig
 from .last_checkpoint import LastCheckpoint
 from .models.base import GenerativeModel, NonFiniteLossError
+from .nvml_check import skip_nvml_check_without_driver
 from .run_dir import ENV_VAR, claim_run_dir, created_run_dirs
+
+skip_nvml_check_without_driver()  # after Lightning's import, which sets the probe on
 
 DEFAULT_CONFIG = "configs/default.yaml"
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genood.models.dropout import Dropout
+
 
 class ResNetBlock(nn.Module):
     """One RTDL ResNet block: x + Drop₂(Linear(Drop₁(ReLU(Linear(BatchNorm(x))))))."""
@@ -22,7 +24,7 @@ class ResNetBlock(nn.Module):
     def __init__(self, d_main: int, d_hidden: int, dropout_first: float, dropout_second: float):
         super().__init__()
         self.body = nn.Sequential(nn.BatchNorm1d(d_main), nn.Linear(d_main, d_hidden), nn.ReLU(),
-                                  nn.Dropout(dropout_first), nn.Linear(d_hidden, d_main), nn.Dropout(dropout_second))
+                                  Dropout(dropout_first), nn.Linear(d_hidden, d_main), Dropout(dropout_second))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)

@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from genood.models.dropout import Dropout
+
 
 class DTEMLP(nn.Module):
     """MLP ``d_in → hidden_sizes... → d_out`` with ReLU, and dropout after every hidden layer but the first."""
@@ -29,7 +31,7 @@ class DTEMLP(nn.Module):
         for i in range(len(hidden_sizes)):
             layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.ReLU()]
             if i > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
         layers.append(nn.Linear(sizes[-1], d_out))
         self.net = nn.Sequential(*layers)
 
