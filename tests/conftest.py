@@ -13,6 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_MODE", "disabled")  # tests never talk to W&B unless they opt in
 
 
+def load_experiment(name: str):
+    """The module of ``experiments/<name>.py`` (scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def quick_args(output_root, *extra: str, epochs: int = 3) -> list[str]:
     """CLI arguments for a fast run of the baseline config into ``output_root``."""
     return ["--config", str(REPO / "configs/baseline/digits.yaml"), f"--output_root={output_root}",

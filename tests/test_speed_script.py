@@ -3,19 +3,14 @@ code paths must agree (the script asserts it), on tiny settings. No timing is as
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from conftest import REPO
+from conftest import load_experiment
 
 
 @pytest.fixture(scope="module")
 def speed():
-    spec = importlib.util.spec_from_file_location("speed", REPO / "experiments/speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("speed")
 
 
 def test_msma_stacked_levels_equal_the_per_level_loop(speed, tmp_path, one_thread):

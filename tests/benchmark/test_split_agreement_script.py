@@ -4,22 +4,18 @@ over seeds with the published value; checked on files and cells the test writes,
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import load_experiment
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("split_agreement", REPO / "experiments/adbench_split_agreement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("adbench_split_agreement")
 
 
 def _cell(task, seed, rows, base="dte_np_semi", status="finished"):
