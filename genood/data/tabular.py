@@ -71,6 +71,7 @@ PROTOCOLS = ("semi", "unsupervised")
 SPLITS = ("random", "released")
 NAN_POLICIES = ("impute", "error")
 RELEASED_MIN_SIZE = 1000  # ADBench DataGenerator's n_samples_threshold (generate_duplicates=True)
+RELEASED_MAX_SIZE = 50_000  # DTE's run.py: generator(la=0, max_size=50000)
 ANOMALY_SEED = 0
 N_EMBEDDED_ANOMALIES = 10
 ADBENCH_HINT = ("ADBench's .npz files (arrays X [n, d] and y [n], y = 1 for an anomaly) come from "
@@ -165,7 +166,7 @@ def protocol_split(y: np.ndarray, protocol: str, seed: int) -> tuple[np.ndarray,
     raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
 
 
-def released_split(y: np.ndarray, protocol: str, seed: int, max_size: int = 50_000,
+def released_split(y: np.ndarray, protocol: str, seed: int, max_size: int = RELEASED_MAX_SIZE,
                    min_size: int = RELEASED_MIN_SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices ``(train, test, scale)`` into ``y`` that DTE's released code selects (``data_generator.py``
     ``DataGenerator(seed, test_size=0.5, normal=True).generator(la=0, max_size=max_size)`` for ``semi``;
