@@ -26,7 +26,8 @@ CHUNK_ELEMENTS = 1 << 24
 
 
 def get_features(outputs: Outputs, key: str, scorer: str) -> torch.Tensor:
-    """``outputs[key]`` as a float ``[N, D]`` tensor (trailing dims flattened), with clear errors."""
+    """``outputs[key]`` as a float ``[N, D]`` tensor (trailing dims flattened; float64 stays float64, any other
+    dtype becomes float32), with clear errors."""
     if key not in outputs:
         raise ValueError(f"scorer {scorer!r} needs the model output {key!r} (per-sample feature vectors [N, D]); "
                          f"the outputs only have {sorted(outputs)}")
@@ -34,7 +35,8 @@ def get_features(outputs: Outputs, key: str, scorer: str) -> torch.Tensor:
     if not torch.is_tensor(f) or f.ndim < 2:
         shape = tuple(f.shape) if torch.is_tensor(f) else type(f).__name__
         raise ValueError(f"scorer {scorer!r}: output {key!r} must be a tensor [N, D], got {shape}")
-    return f.flatten(1).float()
+    f = f.flatten(1)
+    return f if f.dtype == torch.float64 else f.float()
 
 
 _shared: Optional[dict] = None  # the distances computed inside a shared_knn() block

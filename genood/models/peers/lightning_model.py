@@ -92,8 +92,10 @@ class ClassicalPeers(GenerativeModel):
         self.ecod_copod_constant_features = ecod_copod_constant_features
 
     def score_outputs(self, x: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """``features``: the input flattened to ``[B, D]`` float vectors."""
-        return {"features": x.flatten(1).float()}
+        """``features``: the input flattened to ``[B, D]`` float vectors (float64 inputs stay float64: the
+        PyOD detectors then see the rows the papers' numpy pipeline gave them, see ``TabularDataModule.dtype``)."""
+        x = x.flatten(1)
+        return {"features": x if x.dtype == torch.float64 else x.float()}
 
     def scorers(self) -> list:
         return [self._scorer(name) for name in self.detectors]
