@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+ADBENCH = REPO.parent / "shared" / "data" / "adbench"  # ADBench's real files, beside the repository
+needs_adbench = pytest.mark.skipif(not (ADBENCH / "Classical").is_dir(),
+                                   reason=f"ADBench's real .npz files are not at {ADBENCH} (they ship beside the "
+                                          "repository in the development workspace only)")
 os.environ.setdefault("WANDB_MODE", "disabled")  # tests never talk to W&B unless they opt in
 
 

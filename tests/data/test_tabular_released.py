@@ -1,17 +1,12 @@
 """split="released": DTE's data_generator.py / run.py point for point (pinned to a literal re-derivation of the
 released code with numpy's global generator), PyOD's KNN on the real 40_vowels file, and the NaN rules."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+import torch
 
+from conftest import ADBENCH, needs_adbench
 from genood.data.tabular import TabularDataModule
-
-ADBENCH = Path(__file__).resolve().parents[3] / "shared" / "data" / "adbench"
-needs_adbench = pytest.mark.skipif(not (ADBENCH / "Classical").is_dir(),
-                                   reason=f"ADBench's real .npz files are not at {ADBENCH} (they ship beside the "
-                                          "repository in the development workspace only)")
 
 
 def released_code_rows(y: np.ndarray, seed: int, setting: str, max_size: int = 50_000):
@@ -100,6 +95,29 @@ def test_released_nan_fill_uses_each_splits_column_mean(tmp_path):
     assert dm.X_train[row_tr, 0] == pytest.approx(np.nanmean(tr[:, 0]), abs=1e-6)
     assert dm.X_test[row_te, 1] == pytest.approx(np.nanmean(te[:, 1]), abs=1e-6)
     assert abs(np.nanmean(te[:, 1])) > 1e-3  # the test mean, not the training mean (0 after scaling)
+
+
+@pytest.mark.parametrize("split", ["released", "random"])
+def test_float64_rows_are_the_scalers_output_unrounded(tmp_path, split):
+    """dtype="float64" hands on exactly what scikit-learn's StandardScaler gives for the split's rows (what
+    ADBench's pipeline passed to PyOD); the float32 default is that, rounded."""
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(1200, 4)) * 1e3 + np.pi
+    y = np.zeros(1200, dtype=np.int64)
+    y[-60:] = 1
+    np.savez(tmp_path / "wide.npz", X=X, y=y)
+    for dtype in ("float64", "float32"):
+        dm = TabularDataModule(dataset="wide", root=str(tmp_path), split=split, seed=1, dtype=dtype)
+        dm.setup()
+        sc = StandardScaler().fit(X[dm.train_rows])
+        assert dm.X_train.dtype == dtype and dm.train_set[0]["x"].dtype == getattr(torch, dtype)
+        np.testing.assert_array_equal(dm.X_train, sc.transform(X[dm.train_rows]).astype(dtype))
+        np.testing.assert_array_equal(dm.X_test, sc.transform(X[dm.test_rows]).astype(dtype))
+    assert np.abs(dm.X_train.astype(np.float64) - sc.transform(X[dm.train_rows])).max() > 0  # float32 rounds
+    with pytest.raises(ValueError, match=r"dtype must be one of \['float32', 'float64'\], got 'float16'"):
+        TabularDataModule(dataset="wide", root=str(tmp_path), dtype="float16")
 
 
 @needs_adbench

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import ADBENCH, REPO, needs_adbench
 from genood.models.peers import PYOD_DETECTORS, ClassicalPeers, PyODScorer
 from genood.scoring.base import Scorer
 
@@ -328,9 +328,7 @@ def test_pca_takes_the_full_svd_of_the_papers_scikit_learn_on_a_constant_feature
     assert pca.kwargs == {"svd_solver": "auto"}  # the model's pyod_kwargs win
 
 
-@pytest.mark.skipif(not (REPO.parent / "shared/data/adbench/Classical").is_dir(),
-                    reason="ADBench's real .npz files are not at ../shared/data/adbench (they ship beside the "
-                           "repository in the development workspace only)")
+@needs_adbench
 @pytest.mark.parametrize("dataset, published", [("24_mnist", 90.21), ("44_Wilt", 26.07)])
 def test_pca_on_real_files_gives_the_published_deterministic_value(dataset, published):
     """DTE README Table 1 (semi-supervised): PCA on mnist 90.21 and Wilt 26.07, both with std 0 (sets over
@@ -340,12 +338,32 @@ def test_pca_on_real_files_gives_the_published_deterministic_value(dataset, publ
 
     from genood.data.tabular import TabularDataModule
 
-    dm = TabularDataModule(dataset=dataset, root=str(REPO.parent / "shared/data/adbench"), split="released", seed=0)
+    dm = TabularDataModule(dataset=dataset, root=str(ADBENCH), split="released", seed=0)
     dm.setup()
     (pca,) = ClassicalPeers(input_shape=(dm.X_train.shape[1],), detectors=["pca"], pyod_seed=0).scorers()
     pca.fit({"features": torch.from_numpy(dm.X_train).float()})
     s = pca.score({"features": torch.from_numpy(dm.X_test).float()}).numpy()
     assert 100 * roc_auc_score(dm.y_test, s) == pytest.approx(published, abs=0.05)
+
+
+@needs_adbench
+def test_pyod_config_gives_hbos_its_published_value_in_float64_not_in_float32(tmp_path):
+    """DTE README Table 1 (semi-supervised): HBOS on Cardiotocography 61.24 with std 0 (2,114 points: the
+    released split does not depend on the seed). configs/peers/pyod.yaml hands PyOD the scaled rows in float64,
+    as ADBench's pipeline did; rounded to float32, rows that sit on a histogram bin edge change bins and the
+    AUROC moves by more than a point."""
+    from genood.train import main
+
+    args = ["--config", str(REPO / "configs/dte/adbench.yaml"), "--config", str(REPO / "configs/peers/pyod.yaml"),
+            f"--data.init_args.root={ADBENCH}", "--data.init_args.dataset=7_Cardiotocography",
+            "--data.init_args.split=released", "--seed_everything=0", "--data.init_args.seed=0",
+            "--model.init_args.detectors=[hbos]", *FAST]
+    auroc = {}
+    for dtype in ("float64", "float32"):
+        rows = main([*args, f"--output_root={tmp_path / dtype}", f"--data.init_args.dtype={dtype}"])
+        auroc[dtype] = 100 * next(r["auroc"] for r in rows if r["scorer"] == "hbos" and r["ood_set"] == "anomalies")
+    assert auroc["float64"] == pytest.approx(61.24, abs=0.005)
+    assert abs(auroc["float32"] - 61.24) > 1
 
 
 @pytest.mark.parametrize("axis_signs", ["released", "sklearn"])
