@@ -68,7 +68,8 @@ def main() -> None:
         print("| dataset | seed | n_train | n_test | d | detector | fit s | score s | total s | AUROC |")
         print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
         for ds, seed in ((ds, seed) for ds in args.datasets for seed in args.seeds):
-            dm = TabularDataModule(ds, root=args.root, seed=seed, split=args.split, max_samples=args.max_samples)
+            dm = TabularDataModule(ds, root=args.root, seed=seed, split=args.split, max_samples=args.max_samples,
+                                   dtype="float64")  # as configs/peers/pyod.yaml: the rows PyOD saw in the papers
             dm.setup()
             train = {"features": torch.from_numpy(dm.X_train)}
             test = {"features": torch.from_numpy(dm.X_test)}
