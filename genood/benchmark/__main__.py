@@ -5,6 +5,9 @@ Runs every (entry, seed) cell of the benchmark file that has no results yet (eac
 ``table.tex``, ``table.csv``, ``cells.json`` and ``<metric>.png`` to ``benchmarks/<name>/``. Re-running
 skips finished cells and re-runs failed ones; ``--no-run`` only re-tabulates (e.g. with another metric).
 ``--launcher slurm`` submits the cells as SLURM jobs (submitit), waits for them and tabulates the same way.
+``--record FILE`` reads finished cells from a results record (a ``cells.json``; another machine's, or one committed
+beside the benchmark file), so they are tabulated without run folders here, and writes every finished cell back
+to it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="run only the cells whose run folder name <entry>-<value> matches this shell pattern, e.g. "
                         "'dte_np_semi*' or 'dte_semi-45_wine' (repeatable; the cells they re-score run too); the "
                         "table still lists every cell, the others as not run")
+    p.add_argument("--record", action="append", default=[], metavar="FILE",
+                   help="a results record (a cells.json, e.g. another machine's or a committed one): its finished "
+                        "cells count as finished here (tabulated, not run again) when this folder has no run of "
+                        "them; after tabulating, every finished cell is written back to the first FILE "
+                        "(repeatable: later files are only read)")
     p.add_argument("--no-run", action="store_true", help="run nothing; tabulate the cells that exist")
     p.add_argument("--dry-run", action="store_true",
                    help="list the cells (those --only selects) and their commands, finished ones marked; run nothing")
@@ -101,7 +109,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     from .render import write_all
     from .runner import run_benchmark
     from .spec import BenchmarkSpecError, load_benchmark
-    from .table import build_tables, collect
+    from .table import build_tables, collect, load_records, write_record
 
     a = parse_args(argv)
     try:
@@ -115,11 +123,20 @@ def main(argv: Optional[list[str]] = None) -> dict:
     for e in bench.entries:
         if e.source is None:
             e.overrides = e.overrides + a.override
+            e.portable_overrides = (e.portable_overrides or []) + a.override
     out = Path(a.out) if a.out else Path("benchmarks") / bench.name
     try:
         cells = bench.cells(out)
     except BenchmarkSpecError as e:
         raise SystemExit(f"genood.benchmark: {e}") from None
+    missing = [f for f in a.record[1:] if not Path(f).is_file()]
+    if missing:
+        raise SystemExit(f"genood.benchmark: --record {missing[0]}: no such file (only the first --record file may "
+                         "be new: it is the one written)")
+    try:
+        records = load_records(a.record)
+    except ValueError as e:
+        raise SystemExit(f"genood.benchmark: --record: {e}") from None
     selected = select_cells(cells, a.only)
     if a.only and not selected:
         raise SystemExit(f"genood.benchmark: --only {a.only} matches no cell; cell names look like "
@@ -127,9 +144,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if a.dry_run:
         from .runner import FINISHED, cell_status
 
-        done = {id(c) for c in selected if cell_status(c)[0] == FINISHED}
+        here = {id(c) for c in selected if cell_status(c)[0] == FINISHED}
+        done = here | {id(c) for c in selected if c.record_key in records}
         for c in selected:
-            mark = " (finished: skipped)" if id(c) in done else ""
+            mark = (" (finished: skipped)" if id(c) in here else " (recorded: skipped)" if id(c) in done else "")
             print(f"{c.name} [{c.key}]{mark} -> {c.run_dir}\n  " + " ".join(c.argv(bench.seed_keys)))
         print(f"{len(selected)} cell(s), {len(done)} finished, {len(selected) - len(done)} to run")
         return {"cells": selected}
@@ -145,12 +163,17 @@ def main(argv: Optional[list[str]] = None) -> dict:
         except ValueError as e:
             raise SystemExit(f"genood.benchmark: error: {e}") from None
     outcomes = [] if a.no_run else run_benchmark(bench, selected, jobs=a.jobs, threads=a.threads,
-                                                 gpus=a.gpus.split(",") if a.gpus else None, launcher=launcher)
+                                                 gpus=a.gpus.split(",") if a.gpus else None, launcher=launcher,
+                                                 recorded=records.keys())
     metric = a.metric or bench.metric
-    results = collect(cells)
+    results = collect(cells, records)
     tables = build_tables(bench, results, metric, a.decimals)
     paths = write_all(out, bench, tables, results, metric, a.decimals)
     print(paths["md"].read_text())
+    if a.record:
+        n = write_record(Path(a.record[0]), bench, results, metric, records)
+        paths["record"] = Path(a.record[0])
+        print(f"record {a.record[0]}: {n} finished cell(s)")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if a.wandb:
         from .wandb_log import log_to_wandb

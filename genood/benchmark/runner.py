@@ -19,7 +19,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TextIO
+from typing import Callable, Collection, Optional, Sequence, TextIO
 
 from .spec import Benchmark, Cell
 
@@ -149,12 +149,17 @@ class Progress:
         print(line, file=self.stream, flush=True)
 
 
-def cells_to_run(cells: Sequence[Cell]) -> list[Cell]:
-    """The cells that are not finished, plus those that re-score a cell that runs again."""
+def cells_to_run(cells: Sequence[Cell], recorded: Collection[str] = ()) -> list[Cell]:
+    """The cells that are not finished, plus those that re-score a cell that runs again. A cell whose
+    ``record_key`` is in ``recorded`` (a results record holds it) counts as finished, unless a cell that runs
+    re-scores its checkpoint and it has no run folder here."""
+    here = {c.key for c in cells if cell_status(c)[0] == FINISHED}
+    done = {c.key for c in cells if c.key in here or c.record_key in recorded}
+    needed = {c.source.key for c in cells if c.source is not None and c.key not in done and c.source.key not in here}
     todo: list[Cell] = []
     keys: set[str] = set()
     for c in cells:  # sources come before the cells that re-score them
-        if cell_status(c)[0] != FINISHED or (c.source is not None and c.source.key in keys):
+        if c.key not in done or c.key in needed or (c.source is not None and c.source.key in keys):
             todo.append(c)
             keys.add(c.key)
     return todo
@@ -163,7 +168,7 @@ def cells_to_run(cells: Sequence[Cell]) -> list[Cell]:
 def run_benchmark(bench: Benchmark, cells: Sequence[Cell], jobs: int = 1, threads: Optional[int] = None,
                   gpus: Optional[Sequence[str]] = None, cwd: Optional[Path] = None, python: str = sys.executable,
                   stream: Optional[TextIO] = None, on_outcome: Optional[Callable[[Outcome], None]] = None,
-                  launcher=None) -> list[Outcome]:
+                  launcher=None, recorded: Collection[str] = ()) -> list[Outcome]:
     """Run every unfinished cell; returns the outcomes of the cells run now.
 
     ``launcher`` (:mod:`.launchers`) says where: by default :class:`~.launchers.LocalLauncher` (``jobs`` at a
@@ -177,7 +182,7 @@ def run_benchmark(bench: Benchmark, cells: Sequence[Cell], jobs: int = 1, thread
     cwd = Path(cwd or Path.cwd())
     stream = stream or sys.stdout
     launcher = launcher or LocalLauncher(jobs, threads, gpus)
-    todo = cells_to_run(cells)
+    todo = cells_to_run(cells, recorded)
     print(f"benchmark {bench.name}: {len(cells)} cells, {len(cells) - len(todo)} finished earlier (skipped), "
           f"{len(todo)} to run {launcher.describe()}", file=stream, flush=True)
     if not todo:

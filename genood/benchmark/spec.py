@@ -128,6 +128,7 @@ class Entry:
     source: Optional[str] = None   # name of the entry whose checkpoints this one re-scores
     values: dict[str, Any] = field(default_factory=dict)  # this expansion's for_each values
     seed_keys: Optional[tuple[str, ...]] = None  # CLI keys the seed is written to (None: the benchmark's)
+    portable_overrides: Optional[list[str]] = None  # ``overrides`` with ``{param}`` placeholders left unfilled
 
     @property
     def slug(self) -> str:
@@ -149,6 +150,7 @@ class Cell:
     key: str
     run_dir: Path
     source: Optional["Cell"] = None
+    record_key: str = ""  # the key with ``{param}`` values (data folders) left out: a results record matches it
 
     @property
     def name(self) -> str:
@@ -198,16 +200,23 @@ class Benchmark:
                     if source is None:
                         raise BenchmarkSpecError(f"{self.path}: entry {e.name!r} re-scores {e.source!r} seed {s}, "
                                                  f"but {e.source!r} has no seed {s}")
-                key = cell_key(e, s, e.seed_keys or self.seed_keys, source.key if source else None)
-                cell = Cell(e, s, key, out_dir / "runs" / e.slug / f"seed{s}-{key}", source)
+                keys = e.seed_keys or self.seed_keys
+                key = cell_key(e, s, keys, source.key if source else None)
+                record_key = cell_key(e, s, keys, source.record_key if source else None, portable=True)
+                cell = Cell(e, s, key, out_dir / "runs" / e.slug / f"seed{s}-{key}", source, record_key)
                 by_entry[(e.name, s)] = cell
                 cells.append(cell)
         return cells
 
 
-def cell_key(entry: Entry, seed: int, seed_keys: tuple[str, ...], source_key: Optional[str]) -> str:
-    """10 hex digits identifying what a cell computes: entry, configs, overrides, seed (and its source)."""
-    payload = {"entry": entry.name, "configs": entry.configs, "overrides": entry.overrides, "seed": seed,
+def cell_key(entry: Entry, seed: int, seed_keys: tuple[str, ...], source_key: Optional[str],
+             portable: bool = False) -> str:
+    """10 hex digits identifying what a cell computes: entry, configs, overrides, seed (and its source).
+
+    ``portable``: the overrides as the file writes them, ``{param}`` placeholders unfilled, so that the same cell
+    run on another machine, with its data in another folder, has the same key (the key of a results record)."""
+    overrides = entry.portable_overrides if portable and entry.portable_overrides is not None else entry.overrides
+    payload = {"entry": entry.name, "configs": entry.configs, "overrides": overrides, "seed": seed,
                "seed_keys": list(seed_keys) if source_key is None else [], "source": source_key}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -365,7 +374,8 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
             raise BenchmarkSpecError(f"{path}: --param {k}: the file declares no such parameter "
                                      f"(its params: {sorted(declared) or 'none'})")
     declared.update(params or {})
-    raw = _substitute({k: v for k, v in raw.items() if k != "params"}, declared)
+    unfilled = {k: v for k, v in raw.items() if k != "params"}
+    raw = _substitute(unfilled, declared)
 
     name = str(raw.get("name") or path.stem)
     if not re.fullmatch(r"[\w.\-]+", name):
@@ -376,6 +386,8 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
     if metric not in METRIC_NAMES:
         raise BenchmarkSpecError(f"{path}: metric {metric!r} is not one of {list(METRIC_NAMES)}")
     common = override_args(raw.get("overrides"), f"{path}: overrides")
+    common_unfilled = override_args(unfilled.get("overrides"), f"{path}: overrides")
+    raw_unfilled = unfilled.get("entries") if isinstance(unfilled.get("entries"), list) else []
     papers_spec = raw.get("papers") or {}
     if not isinstance(papers_spec, dict):
         raise BenchmarkSpecError(f"{path}: papers must map names to paper files, got {papers_spec!r}")
@@ -409,6 +421,8 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
         task = e.get("task")
         source = e.get("from")
         overrides = override_args(e.get("overrides"), where)
+        e_unfilled = raw_unfilled[i] if i < len(raw_unfilled) and isinstance(raw_unfilled[i], dict) else e
+        overrides_unfilled = override_args(e_unfilled.get("overrides"), where)
         if source is not None:
             if "config" in e or "for_each" in e or "seed_keys" in e:
                 raise BenchmarkSpecError(f"{where}: an entry with 'from' re-scores that entry's checkpoints; it "
@@ -421,7 +435,7 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
                 made.append(Entry(base + suffix, base, src.configs, overrides, list(src.seeds), _labelled(rows, src.values),
                                   _substitute(task, src.values) if task else src.task,
                                   _substitute(table, src.values) if "table" in e else src.table,
-                                  source=src.name, values=src.values))
+                                  source=src.name, values=src.values, portable_overrides=overrides_unfilled))
             expansions[base] = made
             entries += made
             continue
@@ -446,7 +460,8 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
             made.append(Entry(base + suffix, base, list(configs),
                               common + override_args(values, where) + overrides, list(entry_seeds),
                               _labelled(rows, named), _substitute(task, named) if task else None,
-                              _substitute(table, named), values=named, seed_keys=entry_seed_keys))
+                              _substitute(table, named), values=named, seed_keys=entry_seed_keys,
+                              portable_overrides=common_unfilled + override_args(values, where) + overrides_unfilled))
         expansions[base] = made
         entries += made
     names = [e.name for e in entries]

@@ -13,6 +13,7 @@ fill one row (``DTE-NP`` on wdbc, wine and digits).
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ class CellResult:
     rows: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
     sibling_task: Optional[str] = None  # an unfinished cell's task, from a finished seed of the same entry
+    recorded_in: Optional[str] = None  # the results record it was read from, when its run folder is not here
+    recorded_command: Optional[list] = None  # the command the record says produced it
     every_task: bool = False  # an unfinished cell of unknown task whose entry does not vary the data: it counts in every column
 
     @property
@@ -58,12 +61,18 @@ class CellResult:
         return self.cell.entry.task or self.id_set or self.sibling_task
 
 
-def collect(cells: Sequence[Cell]) -> list[CellResult]:
+def collect(cells: Sequence[Cell], records: Optional[dict[str, dict]] = None) -> list[CellResult]:
+    """Each cell's result from its run folder, else (``records``: finished cells by ``record_key``, see
+    :func:`load_records`) from a results record."""
     out = []
     for c in cells:
         status, error, wall = cell_status(c)
         res = CellResult(c, status, error, wall)
-        if status == FINISHED:
+        rec = (records or {}).get(c.record_key)
+        if status != FINISHED and rec is not None:
+            res = CellResult(c, FINISHED, None, rec.get("wall_seconds"), rec["rows"], rec.get("metadata") or {},
+                             recorded_in=rec.get("_record_file"), recorded_command=rec.get("command"))
+        elif status == FINISHED:
             try:
                 data = read_results(c.run_dir)
                 res.rows, res.metadata = data["rows"], data.get("metadata", {})
@@ -425,11 +434,56 @@ def cell_record(r: CellResult, root: Path) -> dict:
     md = r.metadata
     rel = lambda p: str(Path(p).resolve().relative_to(root.resolve())) if Path(p).resolve().is_relative_to(root.resolve()) else str(p)  # noqa: E731
     return {"entry": r.cell.entry.name, "base": r.cell.entry.base, "table": r.cell.entry.table, "task": r.task,
-            "seed": r.cell.seed, "key": r.cell.key, "status": r.status, "error": r.error,
-            "run_dir": rel(r.cell.run_dir), "log": rel(r.cell.log_path),
+            "seed": r.cell.seed, "key": r.cell.key, "record_key": r.cell.record_key, "status": r.status,
+            "error": r.error, "run_dir": rel(r.cell.run_dir), "log": rel(r.cell.log_path),
             "source_cell": r.cell.source.key if r.cell.source else None,
-            "command": read_status(r.cell).get("command"),
+            "command": read_status(r.cell).get("command") or r.recorded_command, "recorded_in": r.recorded_in,
             "wall_seconds": r.wall_seconds, "train_seconds": md.get("train_seconds"),
             "scoring_seconds": md.get("scoring_seconds"), "samples_per_second": md.get("samples_per_second"),
             "scored_samples": md.get("scored_samples"), "git_commit": md.get("git_commit"),
             "git_dirty": md.get("git_dirty"), "device": md.get("device"), "metadata": md, "rows": r.rows}
+
+
+def load_records(paths: Sequence[Path]) -> dict[str, dict]:
+    """The finished cells of results records (a benchmark's ``cells.json``, or a record written with
+    ``--record``) by ``record_key``; an earlier file wins over a later one. A missing file is an empty record."""
+    found: dict[str, dict] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            continue
+        what = f"{path} is not a results record (a cells.json of python -m genood.benchmark, with 'cells': [...])"
+        try:
+            cells = json.loads(path.read_text())["cells"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{what}: {type(e).__name__}: {e}") from None
+        if not isinstance(cells, list):
+            raise ValueError(f"{what}: 'cells' is a {type(cells).__name__}")
+        for rec in cells:
+            if isinstance(rec, dict) and rec.get("status") == FINISHED and rec.get("record_key") and "rows" in rec:
+                found.setdefault(rec["record_key"], {**rec, "_record_file": str(path)})
+    return found
+
+
+def write_record(path: Path, bench: Benchmark, results: Sequence[CellResult], metric: str,
+                 records: Optional[dict[str, dict]] = None) -> int:
+    """Write the finished cells (run here or read from a record) to ``path`` as a results record: the format of
+    ``cells.json`` without unfinished cells or local paths. Recorded cells that this invocation does not list
+    (other seeds, entries no longer in the file) are kept as they were. Returns the number of cells written."""
+    listed = {r.cell.record_key for r in results}
+    cells = [{k: v for k, v in rec.items() if k != "_record_file"}
+             for key, rec in (records or {}).items() if key not in listed]
+    for r in results:
+        if r.status != FINISHED:
+            continue
+        rec = cell_record(r, path.parent)
+        for local in ("run_dir", "log", "recorded_in", "error"):
+            rec.pop(local, None)
+        cells.append(rec)
+    data = {"benchmark": bench.name, "file": str(bench.path), "metric": metric,
+            "commits": dict(commits(results)), "cells": cells}
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+    return len(cells)

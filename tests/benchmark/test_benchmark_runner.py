@@ -198,6 +198,51 @@ def test_dry_run_lists_only_the_selected_cells_and_marks_the_finished_ones(bench
     assert {c["key"]: c["status"] for c in _cells(out)} == before  # nothing ran
 
 
+def _md_values(md: str) -> dict[str, list[str]]:
+    """The first table's rows with the per-cell numbers only (the footer's run folders and timings differ)."""
+    return _md_rows(md)[1]
+
+
+def test_a_record_stands_in_for_run_folders_on_another_machine(bench, tmp_path):
+    """A results record (``--record``: the finished cells of a cells.json) is tabulated like the run folders it
+    came from, runs nothing, and is written back without local paths; a cell it lacks still runs."""
+    out, main = bench["out"], bench["main"]
+    main(["--config", str(bench["good"]), "--out", str(out), "--no-run"])  # the table of these entries only
+    record = tmp_path / "record.json"
+    record.write_text((out / "cells.json").read_text())  # another machine's cells.json as the record
+    elsewhere = tmp_path / "elsewhere"
+    res = main(["--config", str(bench["good"]), "--out", str(elsewhere), "--record", str(record)])
+    assert res["outcomes"] == [] and not (elsewhere / "runs").exists()
+    assert _md_values((elsewhere / "table.md").read_text()) == _md_values((out / "table.md").read_text())
+    finished = [c for c in _cells(out) if c["status"] == "finished" and c["entry"] != "bad"]
+    written = json.loads(record.read_text())["cells"]
+    assert sorted(c["record_key"] for c in written) == sorted(c["record_key"] for c in finished)
+    assert all("run_dir" not in c and c["rows"] and c["command"] for c in written)
+    assert all(c["recorded_in"] == str(record) for c in _cells(elsewhere) if c["status"] == "finished")
+
+    data = json.loads(record.read_text())  # drop one cell: it alone runs, and the record gains it back
+    victim = next(c for c in data["cells"] if c["entry"] == "ppca" and c["seed"] == 1)
+    data["cells"] = [c for c in data["cells"] if c is not victim]
+    record.write_text(json.dumps(data))
+    again = main(["--config", str(bench["good"]), "--out", str(elsewhere), "--record", str(record)])
+    assert [(o.cell.entry.name, o.cell.seed, o.status) for o in again["outcomes"]] == [("ppca", 1, "finished")]
+    assert victim["record_key"] in {c["record_key"] for c in json.loads(record.read_text())["cells"]}
+    # a record of other seeds is kept as it was when this invocation lists fewer seeds
+    main(["--config", str(bench["good"]), "--out", str(elsewhere), "--record", str(record), "--seeds", "0", "--no-run"])
+    assert len(json.loads(record.read_text())["cells"]) == len(finished)
+
+
+def test_a_corrupt_record_stops_with_a_clear_message(bench, tmp_path):
+    bad = tmp_path / "record.json"
+    bad.write_text('{"benchmark": "tiny"}')
+    with pytest.raises(SystemExit, match="is not a results record"):
+        bench["main"](["--config", str(bench["good"]), "--out", str(tmp_path / "o"), "--record", str(bad), "--no-run"])
+    with pytest.raises(SystemExit, match="no such file"):  # a second record is only read: it must exist
+        bench["main"](["--config", str(bench["good"]), "--out", str(tmp_path / "o"), "--record", str(tmp_path / "new.json"),
+                       "--record", str(tmp_path / "typo.json"), "--no-run"])
+    assert not (tmp_path / "new.json").exists()
+
+
 def test_wandb_gets_the_tables_and_heatmap_offline(bench, monkeypatch):
     out = bench["out"]
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -244,6 +289,33 @@ def test_for_each_and_from_expand_with_stable_keys(tmp_path):
     assert "--model.init_args.recon_seed=1" in own[1].argv(b.seed_keys)
     assert "--data.init_args.seed=1" not in own[1].argv(b.seed_keys)
     assert own[0].key != changed[0].key
+
+
+def test_record_keys_leave_out_the_data_folder_but_run_keys_do_not(tmp_path):
+    """The same cell with its data in another folder (``--param``) runs into another run folder but matches the
+    same record; a cell that re-scores a recorded checkpoint that is not here makes its source run again."""
+    from genood.benchmark import load_benchmark
+    from genood.benchmark.runner import cells_to_run
+
+    cfg = str(REPO / "configs/dte/ddpm_wdbc.yaml")
+    p = tmp_path / "b.yaml"
+    p.write_text(yaml.safe_dump({"seeds": [0], "params": {"root": "data/x"}, "overrides": {"data.init_args.root": "{root}"},
+                                 "entries": [{"name": "ddpm", "config": cfg,
+                                              "for_each": {"data.init_args.dataset": ["wdbc", "wine"]}},
+                                             {"name": "released", "from": "ddpm",
+                                              "overrides": {"model.init_args.recon_variant": "mean_only"}}]}))
+    here, there = (load_benchmark(p, {"root": r}).cells(tmp_path / "out") for r in ("/a/adbench", "/b/adbench"))
+    assert "--data.init_args.root=/a/adbench" in here[0].argv(("seed_everything",))
+    assert all(a.key != b.key for a, b in zip(here, there))
+    assert [a.record_key for a in here] == [b.record_key for b in there]
+    assert len({c.record_key for c in here}) == 4
+    other = load_benchmark(p, {"root": "/a/adbench"})  # what is computed still changes the record key
+    other.entries[0].portable_overrides = other.entries[0].portable_overrides + ["--trainer.max_epochs=5"]
+    assert other.cells(tmp_path / "out")[0].record_key != here[0].record_key
+
+    recorded = {c.record_key for c in here if c.name != "released[wine] seed 0"}
+    assert [c.name for c in cells_to_run(here, recorded)] == ["ddpm[wine] seed 0", "released[wine] seed 0"]
+    assert cells_to_run(here, {c.record_key for c in here}) == []
 
 
 @pytest.mark.parametrize("entries,top,message", [
