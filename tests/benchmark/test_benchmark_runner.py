@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import ADBENCH, REPO, needs_adbench
 
 SEEDS = [0, 1]
 SETS = ["heldout", "flipped", "black"]
@@ -414,3 +414,19 @@ def test_shipped_benchmark_files_load(path, tmp_path, monkeypatch):
 
     for t in b.tables:  # the simple peers are in every table
         assert any(has_peers(c) for c in cells if c.entry.table == t), t
+
+
+@needs_adbench
+def test_the_committed_adbench_record_matches_cells_of_the_benchmark_file(tmp_path):
+    """Every cell of experiments/benchmarks/results/adbench.json is a cell of adbench.yaml as it stands (a changed
+    config or override would orphan it), with the metric rows the table reads."""
+    from genood.benchmark import load_benchmark
+    from genood.benchmark.table import load_records
+
+    records = load_records([REPO / "experiments/benchmarks/results/adbench.json"])
+    bench = load_benchmark(REPO / "experiments/benchmarks/adbench.yaml", {"adbench_root": str(ADBENCH)})
+    keys = {c.record_key: c for c in bench.cells(tmp_path)}
+    assert records and set(records) <= set(keys)
+    for key, rec in records.items():
+        assert rec["entry"] == keys[key].entry.name and rec["seed"] == keys[key].seed
+        assert all(0 <= r["auroc"] <= 1 for r in rec["rows"])
