@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from genood.benchmark.spec import dataset_key, load_paper_file, natural_key  # noqa: E402
-from genood.data.tabular import RELEASED_MAX_SIZE, find_adbench_file, load_npz, released_split  # noqa: E402
+from genood.data.tabular import find_adbench_file, load_npz, released_split  # noqa: E402
 
 VARIANTS = ("released", "no bootstrap", "original rows")
 
@@ -40,9 +40,7 @@ def variant_rows(y: np.ndarray, variant: str, seed: int) -> tuple[np.ndarray, np
         return train, test
     if variant == "no bootstrap":
         return test, test
-    rows = np.arange(len(y))
-    if len(rows) > RELEASED_MAX_SIZE:
-        rows = np.sort(np.random.RandomState(seed).choice(rows, RELEASED_MAX_SIZE, replace=False))
+    _, rows, _ = released_split(y, "unsupervised", seed, min_size=0)  # the released subsampling, no resampling
     return rows, rows
 
 

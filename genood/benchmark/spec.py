@@ -387,7 +387,6 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
         raise BenchmarkSpecError(f"{path}: metric {metric!r} is not one of {list(METRIC_NAMES)}")
     common = override_args(raw.get("overrides"), f"{path}: overrides")
     common_unfilled = override_args(unfilled.get("overrides"), f"{path}: overrides")
-    raw_unfilled = unfilled.get("entries") if isinstance(unfilled.get("entries"), list) else []
     papers_spec = raw.get("papers") or {}
     if not isinstance(papers_spec, dict):
         raise BenchmarkSpecError(f"{path}: papers must map names to paper files, got {papers_spec!r}")
@@ -421,8 +420,7 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
         task = e.get("task")
         source = e.get("from")
         overrides = override_args(e.get("overrides"), where)
-        e_unfilled = raw_unfilled[i] if i < len(raw_unfilled) and isinstance(raw_unfilled[i], dict) else e
-        overrides_unfilled = override_args(e_unfilled.get("overrides"), where)
+        overrides_unfilled = override_args(unfilled["entries"][i].get("overrides"), where)  # e before _substitute
         if source is not None:
             if "config" in e or "for_each" in e or "seed_keys" in e:
                 raise BenchmarkSpecError(f"{where}: an entry with 'from' re-scores that entry's checkpoints; it "
