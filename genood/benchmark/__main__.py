@@ -7,7 +7,8 @@ skips finished cells and re-runs failed ones; ``--no-run`` only re-tabulates (e.
 ``--launcher slurm`` submits the cells as SLURM jobs (submitit), waits for them and tabulates the same way.
 ``--record FILE`` reads finished cells from a results record (a ``cells.json``; another machine's, or one committed
 beside the benchmark file), so they are tabulated without run folders here, and writes every finished cell back
-to it.
+to it. A ``for_each: {glob: ...}`` that matches no file here takes the record's values, so a record is
+tabulated on a machine without the data (``--no-run``).
 """
 
 from __future__ import annotations
@@ -107,15 +108,25 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> dict:
     from .render import write_all
-    from .runner import run_benchmark
+    from .runner import FINISHED, cell_status, run_benchmark
     from .spec import BenchmarkSpecError, load_benchmark
-    from .table import build_tables, collect, load_records, write_record
+    from .table import build_tables, collect, load_records, recorded_values, write_record
 
     a = parse_args(argv)
+    missing = [f for f in a.record[1:] if not Path(f).is_file()]
+    if missing:
+        raise SystemExit(f"genood.benchmark: --record {missing[0]}: no such file (only the first --record file may "
+                         "be new: it is the one written)")
     try:
-        bench = load_benchmark(a.config, a.params)
+        records = load_records(a.record)
+    except ValueError as e:
+        raise SystemExit(f"genood.benchmark: --record: {e}") from None
+    try:
+        bench = load_benchmark(a.config, a.params, recorded_values(records) if records else None)
     except BenchmarkSpecError as e:
         raise SystemExit(f"genood.benchmark: {e}") from None
+    for note in bench.notes:
+        print(f"genood.benchmark: {note}", file=sys.stderr)
     if a.seeds is not None:
         bench.seeds = a.seeds
         for e in bench.entries:
@@ -129,21 +140,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
         cells = bench.cells(out)
     except BenchmarkSpecError as e:
         raise SystemExit(f"genood.benchmark: {e}") from None
-    missing = [f for f in a.record[1:] if not Path(f).is_file()]
-    if missing:
-        raise SystemExit(f"genood.benchmark: --record {missing[0]}: no such file (only the first --record file may "
-                         "be new: it is the one written)")
-    try:
-        records = load_records(a.record)
-    except ValueError as e:
-        raise SystemExit(f"genood.benchmark: --record: {e}") from None
     selected = select_cells(cells, a.only)
     if a.only and not selected:
         raise SystemExit(f"genood.benchmark: --only {a.only} matches no cell; cell names look like "
                          f"{cells[0].entry.slug!r} (see --dry-run)")
     if a.dry_run:
-        from .runner import FINISHED, cell_status
-
         here = {id(c) for c in selected if cell_status(c)[0] == FINISHED}
         done = here | {id(c) for c in selected if c.record_key in records}
         for c in selected:
@@ -151,6 +152,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
             print(f"{c.name} [{c.key}]{mark} -> {c.run_dir}\n  " + " ".join(c.argv(bench.seed_keys)))
         print(f"{len(selected)} cell(s), {len(done)} finished, {len(selected) - len(done)} to run")
         return {"cells": selected}
+    if bench.notes and not a.no_run:
+        unrecorded = [c for c in selected if c.record_key not in records and cell_status(c)[0] != FINISHED]
+        if unrecorded:
+            raise SystemExit(f"genood.benchmark: {len(unrecorded)} cell(s), e.g. {unrecorded[0].name!r}, would run "
+                             "without their data (a grid took a record's values: see above); pass the data folder "
+                             "with --param, or tabulate the record with --no-run")
     launcher = None
     if a.launcher == "slurm" and not a.no_run:
         from .launchers import SubmititLauncher

@@ -126,7 +126,7 @@ class Entry:
     task: Optional[str]
     table: str
     source: Optional[str] = None   # name of the entry whose checkpoints this one re-scores
-    values: dict[str, Any] = field(default_factory=dict)  # this expansion's for_each values
+    values: dict[str, Any] = field(default_factory=dict)  # this expansion's for_each values (also by short name)
     seed_keys: Optional[tuple[str, ...]] = None  # CLI keys the seed is written to (None: the benchmark's)
     portable_overrides: Optional[list[str]] = None  # ``overrides`` with ``{param}`` placeholders left unfilled
 
@@ -187,6 +187,7 @@ class Benchmark:
     entries: list[Entry]
     tables: list[str]              # table names in order of first use
     transpose: bool = False        # print one row per dataset, one column per method
+    notes: list[str] = field(default_factory=list)  # grids expanded from a record's values (no data here)
 
     def cells(self, out_dir: Path) -> list[Cell]:
         """Every (entry, seed) cell, sources before the cells that re-score them."""
@@ -254,15 +255,22 @@ def _substitute(obj: Any, params: dict[str, str]) -> Any:
     return obj
 
 
-def _expand_values(spec: Any, where: str) -> list:
+def _expand_values(spec: Any, where: str, recorded: Optional[list] = None, notes: Optional[list] = None) -> list:
     """A ``for_each`` value list, or ``{glob: "<pattern>"}``: the stems of the matching files, sorted (files
-    inside genood run folders, e.g. a benchmark's own ``scores.npz``, are skipped)."""
+    inside genood run folders, e.g. a benchmark's own ``scores.npz``, are skipped). When no file matches,
+    ``recorded`` (the values of a results record's cells) stands in, so that a record is tabulated without its
+    data; ``notes`` gets a line saying so."""
     if isinstance(spec, list):
         return spec
     if isinstance(spec, dict) and set(spec) == {"glob"}:
         pattern = str(spec["glob"])
         base, rel = (Path("/"), pattern.lstrip("/")) if Path(pattern).is_absolute() else (Path("."), pattern)
         stems = sorted({p.stem for p in base.glob(rel) if not (p.parent / "results.json").exists()}, key=natural_key)
+        if not stems and recorded is not None:
+            if notes is not None:
+                notes.append(f"{where}: no file matches {pattern!r}; the record's {len(recorded)} value(s) stand "
+                             "in (this entry's recorded cells are tabulated; none can run here)")
+            return sorted(recorded, key=natural_key)
         if not stems:
             raise BenchmarkSpecError(f"{where}: no file matches {pattern!r}; point the benchmark at the right folder "
                                      "(--param NAME=FOLDER for a parameter the file declares under params)")
@@ -363,8 +371,14 @@ def _seeds(value: Any, where: str) -> list[int]:
     return list(value)
 
 
-def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) -> Benchmark:
-    """Read and check a benchmark file; expand ``for_each`` grids and ``{param}`` placeholders."""
+def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None,
+                   recorded_values: Optional[dict[str, dict[str, list]]] = None) -> Benchmark:
+    """Read and check a benchmark file; expand ``for_each`` grids and ``{param}`` placeholders.
+
+    ``recorded_values`` (entry name -> ``for_each`` key -> values, from a results record: see
+    :func:`genood.benchmark.table.recorded_values`) are the values a ``{glob: ...}`` with no matching file falls
+    back to (none for an entry without recorded cells), so that a record can be tabulated on a machine without
+    the data (``Benchmark.notes`` says where); without them such a glob is an error."""
     path = Path(path)
     raw = read_yaml_mapping(path, BenchmarkSpecError, "benchmark file", "a mapping with 'seeds' and 'entries'",
                             allowed=TOP_KEYS, hint=" (shipped ones: experiments/benchmarks/*.yaml)")
@@ -397,6 +411,7 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
 
     entries: list[Entry] = []
     expansions: dict[str, list[Entry]] = {}
+    notes: list[str] = []
     for i, e in enumerate(raw_entries):
         where = f"{path}: entry {i + 1}" + (f" ({e.get('name')!r})" if isinstance(e, dict) and e.get("name") else "")
         if not isinstance(e, dict):
@@ -449,7 +464,9 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
         if not isinstance(grid, dict):
             raise BenchmarkSpecError(f"{where}: for_each must map CLI keys to value lists, got {grid!r}")
         keys = list(grid)
-        value_lists = [_expand_values(grid[k], f"{where}: for_each {k}") for k in keys]
+        recorded = {} if recorded_values is None else recorded_values.get(base, {})
+        value_lists = [_expand_values(grid[k], f"{where}: for_each {k}",
+                                      None if recorded_values is None else recorded.get(k, []), notes) for k in keys]
         made = []
         for combo in itertools.product(*value_lists) if keys else [()]:
             values = dict(zip(keys, combo))
@@ -468,7 +485,7 @@ def load_benchmark(path: str | Path, params: Optional[dict[str, str]] = None) ->
         raise BenchmarkSpecError(f"{path}: expanded entry names repeat: {dup}")
     tables = list(dict.fromkeys(e.table for e in entries))
     return Benchmark(name, path, raw.get("title"), seeds, seed_keys, metric, entries, tables,
-                     transpose=bool(raw.get("transpose", False)))
+                     transpose=bool(raw.get("transpose", False)), notes=notes)
 
 
 def _labelled(rows: Optional[list[RowSpec]], values: dict[str, Any]) -> Optional[list[RowSpec]]:

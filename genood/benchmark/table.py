@@ -434,7 +434,7 @@ def cell_record(r: CellResult, root: Path) -> dict:
     md = r.metadata
     rel = lambda p: str(Path(p).resolve().relative_to(root.resolve())) if Path(p).resolve().is_relative_to(root.resolve()) else str(p)  # noqa: E731
     return {"entry": r.cell.entry.name, "base": r.cell.entry.base, "table": r.cell.entry.table, "task": r.task,
-            "seed": r.cell.seed, "key": r.cell.key, "record_key": r.cell.record_key, "status": r.status,
+            "values": r.cell.entry.values, "seed": r.cell.seed, "key": r.cell.key, "record_key": r.cell.record_key, "status": r.status,
             "error": r.error, "run_dir": rel(r.cell.run_dir), "log": rel(r.cell.log_path),
             "source_cell": r.cell.source.key if r.cell.source else None,
             "command": read_status(r.cell).get("command") or r.recorded_command, "recorded_in": r.recorded_in,
@@ -465,11 +465,28 @@ def load_records(paths: Sequence[Path]) -> dict[str, dict]:
     return found
 
 
+def recorded_values(records: dict[str, dict]) -> dict[str, dict[str, list]]:
+    """The ``for_each`` values of a record's cells by entry name and key: what a benchmark's ``{glob: ...}`` grid
+    falls back to where the data are not (see :func:`genood.benchmark.spec.load_benchmark`)."""
+    found: dict[str, dict[str, list]] = {}
+    for rec in records.values():
+        values = rec.get("values")
+        if not isinstance(values, dict):
+            continue
+        for k, v in values.items():
+            seen = found.setdefault(str(rec.get("base")), {}).setdefault(k, [])
+            if v not in seen:
+                seen.append(v)
+    return found
+
+
 def write_record(path: Path, bench: Benchmark, results: Sequence[CellResult], metric: str,
                  records: Optional[dict[str, dict]] = None) -> int:
     """Write the finished cells (run here or read from a record) to ``path`` as a results record: the format of
-    ``cells.json`` without unfinished cells or local paths. Recorded cells that this invocation does not list
-    (other seeds, entries no longer in the file) are kept as they were. Returns the number of cells written."""
+    ``cells.json`` without unfinished cells or local paths. A recorded cell keeps what its record says (the run
+    key and command of the machine that ran it), gaining only fields that records lacked before; recorded cells
+    that this invocation does not list (other seeds, entries no longer in the file) are kept as they were.
+    Returns the number of cells written."""
     listed = {r.cell.record_key for r in results}
     cells = [{k: v for k, v in rec.items() if k != "_record_file"}
              for key, rec in (records or {}).items() if key not in listed]
@@ -477,6 +494,8 @@ def write_record(path: Path, bench: Benchmark, results: Sequence[CellResult], me
         if r.status != FINISHED:
             continue
         rec = cell_record(r, path.parent)
+        if r.recorded_in is not None:
+            rec.update({k: v for k, v in records[r.cell.record_key].items() if k != "_record_file"})
         for local in ("run_dir", "log", "recorded_in", "error"):
             rec.pop(local, None)
         cells.append(rec)

@@ -430,3 +430,43 @@ def test_the_committed_adbench_record_matches_cells_of_the_benchmark_file(tmp_pa
     for key, rec in records.items():
         assert rec["entry"] == keys[key].entry.name and rec["seed"] == keys[key].seed
         assert all(0 <= r["auroc"] <= 1 for r in rec["rows"])
+
+
+def test_the_committed_adbench_record_tabulates_without_the_data(tmp_path, monkeypatch, capsys):
+    """README "Results records": where ADBench's files are not, ``--record ... --no-run`` still renders the
+    committed record (its grids take the recorded datasets) and writes it back unchanged; each value is the mean
+    of the recorded seeds' own AUROC rows, and running a cell without its data is refused."""
+    import csv
+    import shutil
+
+
+    from genood.benchmark.__main__ import main
+    from genood.benchmark.table import load_records
+
+    monkeypatch.chdir(REPO)
+    committed = REPO / "experiments/benchmarks/results/adbench.json"
+    record = tmp_path / "adbench.json"  # the first --record file is written back: use a copy
+    shutil.copy(committed, record)
+    argv = ["--config", "experiments/benchmarks/adbench.yaml", "--param", f"adbench_root={tmp_path / 'absent'}",
+            "--out", str(tmp_path / "out"), "--record", str(record)]
+    res = main(argv + ["--no-run"])
+    assert "no file matches" in capsys.readouterr().err
+    recs = load_records([committed])
+    assert {r.cell.record_key for r in res["results"] if r.status == "finished"} == set(recs)
+    assert record.read_text() == committed.read_text()  # written back as recorded: run keys, commands and all
+
+    by_cell: dict[tuple, list[float]] = {}  # (scorer, dataset) -> the recorded seeds' AUROCs
+    for rec in recs.values():
+        for row in rec["rows"]:
+            by_cell.setdefault((row["scorer"], rec["task"]), []).append(row["auroc"])
+    labels = {"dte_c": "DTE-C", "ocsvm": "OCSVM"}
+    rows = {(r["method"], r["task"]): r for r in csv.DictReader(open(tmp_path / "out" / "table.csv"))}
+    checked = 0
+    for (scorer, task), aurocs in by_cell.items():
+        if scorer in labels:
+            r = rows[(labels[scorer], task)]
+            assert float(r["mean"]) == pytest.approx(statistics.mean(aurocs), abs=1e-9) and int(r["n_seeds"]) == len(aurocs)
+            checked += 1
+    assert checked >= 10
+    with pytest.raises(SystemExit, match="would run without their data"):
+        main(argv + ["--seeds", "0,1,2,3"])  # seed 3 is not recorded: it would need the files
