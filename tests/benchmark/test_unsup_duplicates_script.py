@@ -26,7 +26,7 @@ def _write_file(root, n_normal=135, n_anomalous=15, seed=0):
 
 
 def _brute_force_auroc(X, y, train, scored, k=5):
-    """The 5th-smallest Euclidean distance from each scored row to the training rows (after standardising on
+    """The k-th smallest Euclidean distance from each scored row to the training rows (after standardising on
     the scored rows), and the AUROC as the share of (anomaly, normal) pairs ranked right, ties counting half."""
     mu, sd = X[scored].mean(0), X[scored].std(0)
     A, B = (X[train] - mu) / sd, (X[scored] - mu) / sd
@@ -51,6 +51,8 @@ def test_knn_auroc_equals_a_brute_force_count(script, tmp_path):
     for variant in script.VARIANTS:
         train, scored = script.variant_rows(y, variant, 1)
         assert script.knn_auroc(X, y, train, scored) == pytest.approx(_brute_force_auroc(X, y, train, scored), abs=1e-6)
+        assert script.knn_auroc(X, y, train, scored, k=32) == pytest.approx(
+            _brute_force_auroc(X, y, train, scored, k=32), abs=1e-6)
 
 
 def test_copies_of_rows_hide_the_anomalies_and_the_table_says_so(script, tmp_path, capsys):
