@@ -17,9 +17,9 @@ FAST = ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trai
 EMBEDDED = {
     "configs/baseline/digits.yaml": {"nll", "bpd", "typicality", "complexity"},
     "configs/hvae/digits.yaml": {"neg_elbo", "neg_elbo_gt1", "neg_elbo_gt2", "llr_gt1", "llr_gt2"},
-    "configs/dte/wdbc.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
-    "configs/dte/wine.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
-    "configs/dte/digits.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"},
+    "configs/dte/wdbc.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn", "knn_mean"},
+    "configs/dte/wine.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn", "knn_mean"},
+    "configs/dte/digits.yaml": {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn", "knn_mean"},
     "configs/dte/ddpm_wdbc.yaml": {"ddpm_recon"},
     "configs/classifier/digits.yaml": {"msp", "energy", "mahalanobis", "knn_feature"},
     "configs/flowcon/digits.yaml": {"flowcon", "flowcon_class", "flowcon_full", "msp", "energy", "mahalanobis",

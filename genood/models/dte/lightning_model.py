@@ -25,7 +25,7 @@ input itself) and fit a bank on the ID fit split.
 
 ``score_outputs(x)`` returns ``features [B, d]``, ``dte_ig_raw [B]`` (f(x)), ``dte_ig_beta [B]`` (β̂),
 ``dte_c_probs [B, num_bins]`` and ``dte_c_expected_bin [B]``; scorers: ``dte_np``, ``dte_np_data``,
-``dte_ig``, ``dte_ig_released``, ``dte_c``, ``knn`` (see :mod:`genood.models.dte.scorers`).
+``dte_ig``, ``dte_ig_released``, ``dte_c``, ``knn``, ``knn_mean`` (see :mod:`genood.models.dte.scorers`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class DTE(GenerativeModel):
         ig_eps: the 1e-5 inside log(β̂ + ε).
         np_T, np_K: DTE-NP's grid length (300) and neighbours (5); np_grid_margin / np_grid_quantile set
             the ``dte_np_data`` grid (see :class:`DTENonParametricScorer`).
-        knn_k: the kNN baseline's k (distance to the k-th neighbour; 5, PyOD's default).
+        knn_k: the kNN baselines' k: ``knn`` the distance to the k-th neighbour, ``knn_mean`` the mean distance
+            to the k nearest (PyOD's ``KNN(method="largest" / "mean")``; 5, PyOD's default). With 32, on the
+            released unsupervised rows, they give DTE's published unsupervised KNN and DTE-NP columns (README).
         heads: the networks to build, a subset of ``["ig", "c"]``; None (default): those the run's scorers
             read (both when every scorer runs; none for ``dte_np`` / ``knn`` alone).
     """
@@ -193,4 +195,5 @@ class DTE(GenerativeModel):
                 *([DTEInverseGammaScorer(self.d, ig_score="mode"), DTEInverseGammaScorer(self.d, ig_score="released")]
                   if self.ig_net is not None else []),
                 *([DTECategoricalScorer()] if self.c_net is not None else []),
-                KNNScorer("knn", key="features", k=self.knn_k)]
+                KNNScorer("knn", key="features", k=self.knn_k),
+                KNNScorer("knn_mean", key="features", k=self.knn_k, reduction="mean")]

@@ -90,7 +90,7 @@ def test_scorers_and_outputs():
     assert set(out) == {"features", "dte_ig_raw", "dte_ig_beta", "dte_c_probs", "dte_c_expected_bin"}
     assert out["dte_c_probs"].shape == (5, 7) and out["dte_ig_beta"].shape == (5,)
     names = [s.name for s in m.scorers()]
-    assert names == ["dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"]
+    assert names == ["dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn", "knn_mean"]
     c = {s.name: s for s in m.scorers()}["dte_c"]
     torch.testing.assert_close(c.score(out), out["dte_c_expected_bin"])
     with pytest.raises(ValueError, match="input_shape"):
