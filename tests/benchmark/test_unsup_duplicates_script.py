@@ -25,13 +25,13 @@ def _write_file(root, n_normal=135, n_anomalous=15, seed=0):
     return X, y
 
 
-def _brute_force_auroc(X, y, train, scored, k=5):
-    """The k-th smallest Euclidean distance from each scored row to the training rows (after standardising on
+def _brute_force_auroc(X, y, train, scored, k=5, mean=False):
+    """The k-th smallest Euclidean distance (or the mean of the k smallest) from each scored row to the training rows (after standardising on
     the scored rows), and the AUROC as the share of (anomaly, normal) pairs ranked right, ties counting half."""
     mu, sd = X[scored].mean(0), X[scored].std(0)
     A, B = (X[train] - mu) / sd, (X[scored] - mu) / sd
     d = np.sqrt(((B[:, None, :] - A[None, :, :]) ** 2).sum(-1))
-    s = np.sort(d, axis=1)[:, k - 1]
+    s = np.sort(d, axis=1)[:, :k].mean(1) if mean else np.sort(d, axis=1)[:, k - 1]
     pos, neg = s[y[scored] == 1], s[y[scored] == 0]
     return 100 * ((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
@@ -53,6 +53,8 @@ def test_knn_auroc_equals_a_brute_force_count(script, tmp_path):
         assert script.knn_auroc(X, y, train, scored) == pytest.approx(_brute_force_auroc(X, y, train, scored), abs=1e-6)
         assert script.knn_auroc(X, y, train, scored, k=32) == pytest.approx(
             _brute_force_auroc(X, y, train, scored, k=32), abs=1e-6)
+        assert script.knn_auroc(X, y, train, scored, k=32, method="mean") == pytest.approx(
+            _brute_force_auroc(X, y, train, scored, k=32, mean=True), abs=1e-6)
 
 
 def test_copies_of_rows_hide_the_anomalies_and_the_table_says_so(script, tmp_path, capsys):
