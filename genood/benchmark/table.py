@@ -328,7 +328,8 @@ def _columns(sets: dict[str, dict[str, str]], per_seed: dict, groups: Optional[d
         one = len(sets_of_task) == 1
         in_group = any(task in ts for ts in members.values())
         for s, group in sets_of_task.items():
-            label = task if (multi_task and one) else (f"{task}: {s}" if multi_task else s)
+            # a dataset's one set is named by the dataset (also when a per-dataset table ran on one dataset)
+            label = task if (one and (multi_task or paired)) else (f"{task}: {s}" if multi_task else s)
             cols.append(Column(task, s, group, label, pairable=one and not in_group))
         for g in ("near", "far"):
             if sum(1 for gr in sets_of_task.values() if gr == g) >= 2:

@@ -98,6 +98,8 @@ def test_per_dataset_paper_columns_groups_and_the_paired_mean(tmp_path, monkeypa
     assert "(3 sets)" in md and "a test table: KNN" in md
     # agreement over the paired columns: |Δ| = 30.0 (vowels), 35.0 (WDBC), 17.5 (MVTec-AD group)
     assert "| KNN | 3 | 27.50 | 0 | 0 | 35.0 (43_WDBC) |" in md
+    (one,) = build_tables(b, collect([c for c in cells if c.entry.values["dataset"] == "43_WDBC"]), "auroc")
+    assert one.columns[0].label == "43_WDBC"  # one dataset's table still names the dataset, not its set
 
 
 def test_bad_paper_references_fail_with_a_clear_message(tmp_path, monkeypatch):
