@@ -68,7 +68,8 @@ def probe(root: str, datasets: list[str], seeds: list[int], published: dict[str,
     for name in datasets:
         X, y = load_npz(find_adbench_file(name, root))
         X = X.astype(np.float64)
-        means = {v: float(np.mean([knn_auroc(X, y, *variant_rows(y, v, s), k=k, method=method) for s in seeds])) for v in VARIANTS}
+        means = {v: float(np.mean([knn_auroc(X, y, *variant_rows(y, v, s), k=k, method=method) for s in seeds]))
+                 for v in VARIANTS}
         out.append({"dataset": name, "rows": len(y), "paper": published.get(dataset_key(name)), **means})
         print(_line(out[-1]), flush=True)
     return out
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     j = table["methods"].index("KNN" if a.method == "largest" else "DTE-NP")
     published = {dataset_key(k): v[j][0] for k, v in table["rows"].items() if v[j][0] is not None}
     datasets = a.datasets or sorted({f.stem for f in Path(a.root).rglob("*.npz")}, key=natural_key)
-    print(f"KNN (PyOD, n_neighbors={a.k}, method={a.method}; published: {table['methods'][j]}), unsupervised, mean AUROC % over seeds {a.seeds}; (Δ = ours − published)\n")
+    print(f"KNN (PyOD, n_neighbors={a.k}, method={a.method}; published: {table['methods'][j]}), unsupervised, "
+          f"mean AUROC % over seeds {a.seeds}; (Δ = ours − published)\n")
     print("| dataset | rows | published | " + " | ".join(VARIANTS) + " |")
     print("|---|---:|---:|" + "---:|" * len(VARIANTS))
     results = probe(a.root, datasets, a.seeds, published, a.k, a.method)

@@ -435,7 +435,8 @@ def cell_record(r: CellResult, root: Path) -> dict:
     md = r.metadata
     rel = lambda p: str(Path(p).resolve().relative_to(root.resolve())) if Path(p).resolve().is_relative_to(root.resolve()) else str(p)  # noqa: E731
     return {"entry": r.cell.entry.name, "base": r.cell.entry.base, "table": r.cell.entry.table, "task": r.task,
-            "values": r.cell.entry.values, "seed": r.cell.seed, "key": r.cell.key, "record_key": r.cell.record_key, "status": r.status,
+            "values": r.cell.entry.values, "seed": r.cell.seed, "key": r.cell.key, "record_key": r.cell.record_key,
+            "status": r.status,
             "error": r.error, "run_dir": rel(r.cell.run_dir), "log": rel(r.cell.log_path),
             "source_cell": r.cell.source.key if r.cell.source else None,
             "command": read_status(r.cell).get("command") or r.recorded_command, "recorded_in": r.recorded_in,
