@@ -68,7 +68,8 @@ def test_dte_and_knn_run_on_digits_features(classifier_ckpt, tmp_path):
     rows = main(["--config", str(REPO / "configs/dte/digits_features.yaml"), f"--output_root={tmp_path}", *FLAGS,
                  f"--data.init_args.classifier_ckpt={classifier_ckpt}", "--trainer.max_epochs=1",
                  "--data.init_args.datamodule.init_args.ood_sets=[flipped,black,uniform_noise]"])
-    assert {r["scorer"] for r in rows} == {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn"}
+    assert {r["scorer"] for r in rows} == {"dte_np", "dte_np_data", "dte_ig", "dte_ig_released", "dte_c", "knn",
+                                           "knn_mean"}
     assert {r["ood_set"] for r in rows} >= {"flipped", "black", "uniform_noise"}
     assert all(r["n_id"] == 540 and math.isfinite(r["auroc"]) for r in rows)
     by = {(r["scorer"], r["ood_set"]): r["auroc"] for r in rows}
