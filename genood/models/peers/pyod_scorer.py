@@ -184,6 +184,10 @@ class PyODScorer(Scorer):
                     raise ValueError(f"scorer {self.name!r}: {cls.__name__}({self.kwargs}) failed: {e}; check the "
                                      "detector's constructor arguments in the model's pyod_kwargs") from e
                 raise
+            except ValueError as e:  # e.g. CBLOF: no valid large/small cluster split for this k-means draw
+                raise ValueError(f"scorer {self.name!r}: {cls.__name__} could not be fit on {X.shape[0]} rows x "
+                                 f"{X.shape[1]} features (seed {self.seed}): {e}. Leave {self.name!r} out of the "
+                                 "model's detectors, or give it other constructor arguments in pyod_kwargs") from e
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         if self.detector is None:
