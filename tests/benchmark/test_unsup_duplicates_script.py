@@ -27,7 +27,8 @@ def _write_file(root, n_normal=135, n_anomalous=15, seed=0):
 
 def _brute_force_auroc(X, y, train, scored, k=5, mean=False):
     """The k-th smallest Euclidean distance (or the mean of the k smallest) from each scored row to the training
-    rows (after standardising on the scored rows), and the AUROC as the share of (anomaly, normal) pairs ranked right, ties counting half."""
+    rows (after standardising on the scored rows), and the AUROC as the share of (anomaly, normal) pairs ranked
+    right, ties counting half."""
     mu, sd = X[scored].mean(0), X[scored].std(0)
     A, B = (X[train] - mu) / sd, (X[scored] - mu) / sd
     d = np.sqrt(((B[:, None, :] - A[None, :, :]) ** 2).sum(-1))
